@@ -1,0 +1,536 @@
+/*
+ * The "file" protocol driver: a host file or block device accessed with
+ * pread/pwrite (optionally O_DIRECT), holes via SEEK_DATA/SEEK_HOLE,
+ * zeroes and discard via fallocate, and image locking with the same OFD
+ * lock bytes QEMU uses, so that our tools and QEMU see each other's locks.
+ */
+#include "block/block_int.h"
+#include "util/align.h"
+#include "util/options.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*
+ * Lock byte layout shared with QEMU: a process that holds permission bit
+ * i read-locks byte PERM_BASE + i; one that refuses to share bit i
+ * read-locks byte SHARED_BASE + i.  A conflict is another process's lock
+ * on the byte we would need to be free.
+ */
+#define LOCK_PERM_BASE 100
+#define LOCK_SHARED_BASE 200
+#define PERM_BITS 4
+
+typedef enum {
+    LOCKING_AUTO,
+    LOCKING_ON,
+    LOCKING_OFF,
+} LockingMode;
+
+typedef struct {
+    int fd;
+    bool direct;
+    bool is_blockdev;
+    LockingMode locking;
+    uint64_t perm;       /* what we currently lock */
+    uint64_t shared;
+} FileState;
+
+static const char *const perm_names[PERM_BITS] = {
+    "consistent read", "write", "write unchanged", "resize",
+};
+
+static int fd_lock_byte(int fd, int64_t off, int type)
+{
+    struct flock fl = {
+        .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = type,
+    };
+    return fcntl(fd, F_OFD_SETLK, &fl) == -1 ? -errno : 0;
+}
+
+/* Whether another open file description holds a lock on byte @off. */
+static int fd_byte_locked_by_other(int fd, int64_t off)
+{
+    struct flock fl = {
+        .l_whence = SEEK_SET, .l_start = off, .l_len = 1, .l_type = F_WRLCK,
+    };
+    if (fcntl(fd, F_OFD_GETLK, &fl) == -1) {
+        return -errno;
+    }
+    return fl.l_type != F_UNLCK;
+}
+
+static bool file_set_perm(BlockDriverState *bs, uint64_t perm,
+                          uint64_t shared, GError **errp)
+{
+    FileState *s = bs->opaque;
+    uint64_t unshared = ~shared & BLK_PERM_ALL;
+
+    if (s->locking == LOCKING_OFF) {
+        return true;
+    }
+    /* Check first, so a refused open leaves no lock behind. */
+    for (int i = 0; i < PERM_BITS; i++) {
+        uint64_t bit = UINT64_C(1) << i;
+        if ((perm & bit) &&
+            fd_byte_locked_by_other(s->fd, LOCK_SHARED_BASE + i) > 0) {
+            error_setg(errp, "Failed to get \"%s\" lock", perm_names[i]);
+            error_append_hint(errp, "Is another process using the image "
+                              "[%s]?", bs->filename);
+            return false;
+        }
+        if ((unshared & bit) &&
+            fd_byte_locked_by_other(s->fd, LOCK_PERM_BASE + i) > 0) {
+            error_setg(errp, "Failed to get shared \"%s\" lock",
+                       perm_names[i]);
+            error_append_hint(errp, "Is another process using the image "
+                              "[%s]?", bs->filename);
+            return false;
+        }
+    }
+    for (int i = 0; i < PERM_BITS; i++) {
+        uint64_t bit = UINT64_C(1) << i;
+        int ret = fd_lock_byte(s->fd, LOCK_PERM_BASE + i,
+                               (perm & bit) ? F_RDLCK : F_UNLCK);
+        if (ret == 0) {
+            ret = fd_lock_byte(s->fd, LOCK_SHARED_BASE + i,
+                               (unshared & bit) ? F_RDLCK : F_UNLCK);
+        }
+        if (ret < 0) {
+            if (s->locking == LOCKING_AUTO &&
+                (ret == -ENOTSUP || ret == -EINVAL)) {
+                s->locking = LOCKING_OFF; /* filesystem without locks */
+                return true;
+            }
+            error_setg_errno(errp, -ret, "Failed to lock byte %d",
+                             LOCK_PERM_BASE + i);
+            return false;
+        }
+    }
+    s->perm = perm;
+    s->shared = shared;
+    return true;
+}
+
+static int file_probe_alignment(FileState *s)
+{
+    static const uint32_t sizes[] = {512, 1024, 2048, 4096};
+    void *buf = NULL;
+    int result = 4096;
+
+    if (posix_memalign(&buf, 4096, 4096)) {
+        return 4096;
+    }
+    for (size_t i = 0; i < G_N_ELEMENTS(sizes); i++) {
+        if (pread(s->fd, buf, sizes[i], 0) >= 0) {
+            result = sizes[i];
+            break;
+        }
+    }
+    free(buf);
+    return result;
+}
+
+static bool take_file_opts(JsonObject *opts, FileState *s, char **filename,
+                           GError **errp)
+{
+    g_autoptr(GError) local_err = NULL;
+    g_autofree char *locking = NULL;
+    g_autofree char *aio = NULL;
+
+    *filename = opts_take_str(opts, "filename", &local_err);
+    if (!local_err) {
+        locking = opts_take_str(opts, "locking", &local_err);
+    }
+    if (!local_err) {
+        aio = opts_take_str(opts, "aio", &local_err);
+    }
+    if (local_err) {
+        g_propagate_error(errp, g_steal_pointer(&local_err));
+        return false;
+    }
+    if (!*filename || !**filename) {
+        error_setg(errp, "Parameter 'filename' is missing");
+        return false;
+    }
+    if (!locking || !strcmp(locking, "auto")) {
+        s->locking = LOCKING_AUTO;
+    } else if (!strcmp(locking, "on")) {
+        s->locking = LOCKING_ON;
+    } else if (!strcmp(locking, "off")) {
+        s->locking = LOCKING_OFF;
+    } else {
+        error_setg(errp, "Parameter 'locking' does not accept value '%s'",
+                   locking);
+        return false;
+    }
+    /* Requests already run on worker threads; all modes behave alike. */
+    if (aio && strcmp(aio, "threads") && strcmp(aio, "native") &&
+        strcmp(aio, "io_uring")) {
+        error_setg(errp, "Parameter 'aio' does not accept value '%s'", aio);
+        return false;
+    }
+    if (aio && !strcmp(aio, "native") && !s->direct) {
+        error_setg(errp, "aio=native was specified, but it requires "
+                   "cache.direct=on, which was not specified.");
+        return false;
+    }
+    return true;
+}
+
+static int file_open(BlockDriverState *bs, JsonObject *opts, int flags,
+                     GError **errp)
+{
+    FileState *s = bs->opaque;
+    g_autofree char *filename = NULL;
+    int oflags = O_CLOEXEC;
+    struct stat st;
+
+    s->fd = -1;
+    s->direct = !!(flags & BDRV_O_NOCACHE);
+    if (!take_file_opts(opts, s, &filename, errp)) {
+        return -EINVAL;
+    }
+    oflags |= (flags & BDRV_O_RDWR) ? O_RDWR : O_RDONLY;
+    if (s->direct) {
+        oflags |= O_DIRECT;
+    }
+    s->fd = open(filename, oflags);
+    if (s->fd < 0) {
+        int err = errno;
+        error_setg_errno(errp, err, "Could not open '%s'", filename);
+        return -err;
+    }
+    if (fstat(s->fd, &st) == 0 && S_ISBLK(st.st_mode)) {
+        s->is_blockdev = true;
+    } else if (fstat(s->fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        error_setg(errp, "'%s' is a directory", filename);
+        close(s->fd);
+        return -EISDIR;
+    }
+    g_free(bs->filename);
+    bs->filename = g_strdup(filename);
+    g_free(bs->exact_filename);
+    bs->exact_filename = g_strdup(filename);
+    bs->request_alignment = s->direct ? file_probe_alignment(s) : 1;
+    bs->max_transfer = 0;
+    return 0;
+}
+
+static void file_close(BlockDriverState *bs)
+{
+    FileState *s = bs->opaque;
+
+    if (s->fd >= 0) {
+        close(s->fd); /* drops every OFD lock of this descriptor */
+        s->fd = -1;
+    }
+}
+
+/* O_DIRECT needs an aligned buffer; other opens use the caller's. */
+static void *bounce_for(FileState *s, BlockDriverState *bs, const void *buf,
+                        int64_t bytes)
+{
+    void *b = NULL;
+
+    if (!s->direct || ((uintptr_t)buf % bs->request_alignment) == 0) {
+        return NULL;
+    }
+    if (posix_memalign(&b, MAX(bs->request_alignment, 4096), bytes)) {
+        return NULL;
+    }
+    return b;
+}
+
+static int file_pread(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                      void *buf, int flags)
+{
+    FileState *s = bs->opaque;
+    void *bounce = bounce_for(s, bs, buf, bytes);
+    uint8_t *p = bounce ? bounce : buf;
+    int64_t done = 0;
+
+    while (done < bytes) {
+        ssize_t n = pread(s->fd, p + done, bytes - done, offset + done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            free(bounce);
+            return -errno;
+        }
+        if (n == 0) {
+            /* Beyond the end of the file reads as zeroes. */
+            memset(p + done, 0, bytes - done);
+            break;
+        }
+        done += n;
+    }
+    if (bounce) {
+        memcpy(buf, bounce, bytes);
+        free(bounce);
+    }
+    return 0;
+}
+
+static int file_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                       const void *buf, int flags)
+{
+    FileState *s = bs->opaque;
+    void *bounce = bounce_for(s, bs, buf, bytes);
+    const uint8_t *p = buf;
+    int64_t done = 0;
+
+    if (bounce) {
+        memcpy(bounce, buf, bytes);
+        p = bounce;
+    }
+    while (done < bytes) {
+        ssize_t n = pwrite(s->fd, p + done, bytes - done, offset + done);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            free(bounce);
+            return -errno;
+        }
+        if (n == 0) {
+            free(bounce);
+            return -EIO;
+        }
+        done += n;
+    }
+    free(bounce);
+    if ((flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
+        return -errno;
+    }
+    return 0;
+}
+
+static int file_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
+                              int64_t bytes, int flags)
+{
+    FileState *s = bs->opaque;
+    struct stat st;
+    int ret = -ENOTSUP;
+
+    if (s->is_blockdev) {
+        uint64_t range[2] = {offset, bytes};
+        if ((flags & BDRV_REQ_MAY_UNMAP) &&
+            ioctl(s->fd, BLKZEROOUT, range) == 0) {
+            return 0;
+        }
+        return -ENOTSUP;
+    }
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    if ((flags & BDRV_REQ_MAY_UNMAP) && offset + bytes <= st.st_size &&
+        fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+                  bytes) == 0) {
+        ret = 0;
+    } else if (fallocate(s->fd, FALLOC_FL_ZERO_RANGE, offset, bytes) == 0) {
+        ret = 0;
+    } else if (offset >= st.st_size) {
+        /* Beyond EOF: growing the file yields zeroes. */
+        ret = ftruncate(s->fd, offset + bytes) < 0 ? -errno : 0;
+    }
+    if (ret == 0 && (flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
+        return -errno;
+    }
+    return ret;
+}
+
+static int file_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
+{
+    FileState *s = bs->opaque;
+
+    if (s->is_blockdev) {
+        uint64_t range[2] = {offset, bytes};
+        return ioctl(s->fd, BLKDISCARD, range) == 0 ? 0 : -ENOTSUP;
+    }
+    if (fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
+                  bytes) < 0) {
+        return errno == EOPNOTSUPP ? -ENOTSUP : -errno;
+    }
+    return 0;
+}
+
+static int file_flush(BlockDriverState *bs)
+{
+    FileState *s = bs->opaque;
+
+    return fdatasync(s->fd) < 0 ? -errno : 0;
+}
+
+static int64_t file_getlength(BlockDriverState *bs)
+{
+    FileState *s = bs->opaque;
+    struct stat st;
+
+    if (s->is_blockdev) {
+        off_t end = lseek(s->fd, 0, SEEK_END);
+        return end < 0 ? -errno : end;
+    }
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    return st.st_size;
+}
+
+static int64_t file_get_allocated_size(BlockDriverState *bs)
+{
+    FileState *s = bs->opaque;
+    struct stat st;
+
+    if (fstat(s->fd, &st) < 0) {
+        return -errno;
+    }
+    return (int64_t)st.st_blocks * 512;
+}
+
+static int file_block_status(BlockDriverState *bs, bool want_zero,
+                             int64_t offset, int64_t bytes, int64_t *pnum,
+                             int64_t *map, BlockDriverState **file)
+{
+    FileState *s = bs->opaque;
+    off_t data, hole;
+    int ret = BDRV_BLOCK_DATA;
+
+    *map = offset;
+    *file = bs;
+    *pnum = bytes;
+    if (!want_zero || s->is_blockdev) {
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+    }
+    data = lseek(s->fd, offset, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) {
+        /* No data from here to EOF: a trailing hole. */
+        return BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID;
+    } else if (data < 0) {
+        return BDRV_BLOCK_DATA | BDRV_BLOCK_OFFSET_VALID;
+    }
+    if (data > offset) {
+        *pnum = MIN(bytes, data - offset);
+        return BDRV_BLOCK_ZERO | BDRV_BLOCK_OFFSET_VALID;
+    }
+    hole = lseek(s->fd, offset, SEEK_HOLE);
+    if (hole > offset) {
+        *pnum = MIN(bytes, hole - offset);
+    }
+    return ret | BDRV_BLOCK_OFFSET_VALID;
+}
+
+static int file_truncate(BlockDriverState *bs, int64_t offset, bool exact,
+                         PreallocMode prealloc, GError **errp)
+{
+    FileState *s = bs->opaque;
+    int64_t cur = file_getlength(bs);
+
+    if (s->is_blockdev) {
+        if (offset > cur || (exact && offset != cur)) {
+            error_setg(errp, "Cannot grow device files");
+            return -EINVAL;
+        }
+        return 0;
+    }
+    if (!exact && offset <= cur) {
+        return 0;
+    }
+    if (ftruncate(s->fd, offset) < 0) {
+        int err = errno;
+        error_setg_errno(errp, err, "Failed to resize file");
+        return -err;
+    }
+    if (offset > cur && prealloc == PREALLOC_MODE_FALLOC &&
+        posix_fallocate(s->fd, cur, offset - cur) != 0) {
+        error_setg(errp, "Could not preallocate new data");
+        return -EIO;
+    }
+    if (offset > cur && prealloc == PREALLOC_MODE_FULL) {
+        g_autofree uint8_t *z = g_malloc0(1 << 20);
+        for (int64_t o = cur; o < offset; o += 1 << 20) {
+            int64_t n = MIN(1 << 20, offset - o);
+            if (pwrite(s->fd, z, n, o) != n) {
+                error_setg(errp, "Could not preallocate new data");
+                return -EIO;
+            }
+        }
+    }
+    return 0;
+}
+
+static bool file_create(const char *filename, JsonObject *opts, GError **errp)
+{
+    uint64_t size = 0;
+    g_autofree char *prealloc = NULL;
+    bool nocow;
+    int mode = PREALLOC_MODE_OFF;
+    int fd;
+    int ret = 0;
+
+    if (!opts_take_size(opts, "size", 0, &size, errp) ||
+        !opts_take_bool(opts, "nocow", false, &nocow, errp)) {
+        return false;
+    }
+    prealloc = opts_take_str(opts, "preallocation", errp);
+    if (prealloc) {
+        mode = prealloc_mode_parse(prealloc);
+        if (mode < 0 || mode == PREALLOC_MODE_METADATA) {
+            error_setg(errp, "Invalid parameter '%s'", prealloc);
+            return false;
+        }
+    }
+    if (size > (uint64_t)BDRV_MAX_LENGTH) {
+        error_setg(errp, "Image size must be less than 8 EiB!");
+        return false;
+    }
+    fd = open(filename, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        error_setg_errno(errp, errno, "Could not create '%s'", filename);
+        return false;
+    }
+    if (ftruncate(fd, size) < 0) {
+        ret = -errno;
+    } else if (mode == PREALLOC_MODE_FALLOC && size > 0) {
+        ret = -posix_fallocate(fd, 0, size);
+    } else if (mode == PREALLOC_MODE_FULL && size > 0) {
+        g_autofree uint8_t *z = g_malloc0(1 << 20);
+        for (uint64_t o = 0; o < size && ret == 0; o += 1 << 20) {
+            uint64_t n = MIN(UINT64_C(1) << 20, size - o);
+            if (pwrite(fd, z, n, o) != (ssize_t)n) {
+                ret = -EIO;
+            }
+        }
+    }
+    close(fd);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not resize file");
+        return false;
+    }
+    return true;
+}
+
+const BlockDriver bdrv_file = {
+    .format_name = "file",
+    .instance_size = sizeof(FileState),
+    .is_protocol = true,
+    .open = file_open,
+    .close = file_close,
+    .pread = file_pread,
+    .pwrite = file_pwrite,
+    .pwrite_zeroes = file_pwrite_zeroes,
+    .pdiscard = file_pdiscard,
+    .flush = file_flush,
+    .block_status = file_block_status,
+    .getlength = file_getlength,
+    .get_allocated_file_size = file_get_allocated_size,
+    .truncate = file_truncate,
+    .create = file_create,
+    .set_perm = file_set_perm,
+};

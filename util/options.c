@@ -1,0 +1,355 @@
+/*
+ * Open options as JSON object trees: parsing of QEMU's dotted-key syntax
+ * and json: texts, and the "take" accessors that let each consumer remove
+ * the keys it understands so leftovers can be reported.
+ */
+#include "util/options.h"
+#include "util/cutils.h"
+#include "qapi/error.h"
+
+#include <string.h>
+
+/* Put @value at the dotted path @key inside @root, creating objects. */
+static bool keyval_insert(JsonObject *root, const char *key, const char *value,
+                          GError **errp)
+{
+    g_auto(GStrv) parts = g_strsplit(key, ".", -1);
+    JsonObject *cur = root;
+    guint n = g_strv_length(parts);
+
+    for (guint i = 0; i < n; i++) {
+        if (!parts[i][0]) {
+            error_setg(errp, "Invalid parameter '%s'", key);
+            return false;
+        }
+    }
+    for (guint i = 0; i + 1 < n; i++) {
+        JsonNode *child = json_object_get_member(cur, parts[i]);
+        if (!child) {
+            json_object_set_object_member(cur, parts[i], json_object_new());
+            child = json_object_get_member(cur, parts[i]);
+        } else if (!JSON_NODE_HOLDS_OBJECT(child)) {
+            error_setg(errp, "Parameter '%s' used inconsistently", key);
+            return false;
+        }
+        cur = json_node_get_object(child);
+    }
+    if (json_object_has_member(cur, parts[n - 1])) {
+        JsonNode *old = json_object_get_member(cur, parts[n - 1]);
+        if (JSON_NODE_HOLDS_OBJECT(old)) {
+            error_setg(errp, "Parameter '%s' used inconsistently", key);
+            return false;
+        }
+    }
+    json_object_set_string_member(cur, parts[n - 1], value);
+    return true;
+}
+
+/* Read up to an unescaped @stop char; ",," is a literal comma. */
+static char *keyval_read(const char **p, char stop)
+{
+    GString *s = g_string_new(NULL);
+
+    while (**p) {
+        if (**p == ',') {
+            if ((*p)[1] == ',') {
+                g_string_append_c(s, ',');
+                *p += 2;
+                continue;
+            }
+            break;
+        }
+        if (**p == stop) {
+            break;
+        }
+        g_string_append_c(s, **p);
+        (*p)++;
+    }
+    return g_string_free(s, FALSE);
+}
+
+JsonObject *keyval_parse(const char *str, const char *implied_key,
+                         GError **errp)
+{
+    g_autoptr(JsonObject) root = json_object_new();
+    const char *p = str;
+    bool first = true;
+
+    while (*p) {
+        const char *start = p;
+        g_autofree char *key = NULL;
+        g_autofree char *value = NULL;
+
+        /* A key never contains ',', so scan for '=' before the next ','. */
+        const char *eq = strchr(p, '=');
+        const char *comma = strchr(p, ',');
+        if (eq && (!comma || eq < comma)) {
+            key = g_strndup(p, eq - p);
+            p = eq + 1;
+            value = keyval_read(&p, '\0');
+        } else if (first && implied_key) {
+            key = g_strdup(implied_key);
+            value = keyval_read(&p, '\0');
+        } else {
+            g_autofree char *bad = keyval_read(&p, '\0');
+            error_setg(errp, "Expected '=' after parameter '%s'", bad);
+            return NULL;
+        }
+        if (!key[0]) {
+            error_setg(errp, "Invalid parameter '' in '%s'", start);
+            return NULL;
+        }
+        if (!keyval_insert(root, key, value, errp)) {
+            return NULL;
+        }
+        first = false;
+        if (*p == ',') {
+            p++;
+        }
+    }
+    return g_steal_pointer(&root);
+}
+
+JsonObject *options_parse_json(const char *text, GError **errp)
+{
+    g_autoptr(JsonParser) parser = json_parser_new_immutable();
+    g_autoptr(GError) local_err = NULL;
+    JsonNode *root;
+
+    if (!json_parser_load_from_data(parser, text, -1, &local_err)) {
+        error_setg(errp, "Could not parse JSON: %s", local_err->message);
+        return NULL;
+    }
+    root = json_parser_get_root(parser);
+    if (!root || !JSON_NODE_HOLDS_OBJECT(root)) {
+        error_setg(errp, "Invalid JSON object given");
+        return NULL;
+    }
+    return options_copy(json_node_get_object(root));
+}
+
+JsonObject *options_copy(JsonObject *o)
+{
+    g_autoptr(JsonNode) n = json_node_new(JSON_NODE_OBJECT);
+    g_autoptr(JsonNode) copy = NULL;
+
+    json_node_set_object(n, o);
+    copy = json_node_copy(n);
+    /* json_node_copy shares sealed objects; build a real deep copy. */
+    g_autofree char *text = json_to_string(copy, FALSE);
+    g_autoptr(JsonParser) parser = json_parser_new();
+    json_parser_load_from_data(parser, text, -1, NULL);
+    return json_object_ref(json_node_get_object(json_parser_get_root(parser)));
+}
+
+static void flatten_into(JsonObject *dst, JsonObject *src, const char *prefix)
+{
+    g_autoptr(GList) members = json_object_get_members(src);
+
+    for (GList *l = members; l; l = l->next) {
+        const char *k = l->data;
+        JsonNode *v = json_object_get_member(src, k);
+        g_autofree char *full =
+            prefix ? g_strdup_printf("%s.%s", prefix, k) : g_strdup(k);
+
+        if (JSON_NODE_HOLDS_OBJECT(v)) {
+            flatten_into(dst, json_node_get_object(v), full);
+        } else {
+            json_object_set_member(dst, full, json_node_copy(v));
+        }
+    }
+}
+
+JsonObject *options_flatten(JsonObject *o)
+{
+    JsonObject *dst = json_object_new();
+    flatten_into(dst, o, NULL);
+    return dst;
+}
+
+bool opts_has(JsonObject *o, const char *key)
+{
+    return o && json_object_has_member(o, key);
+}
+
+char *opts_take_str(JsonObject *o, const char *key, GError **errp)
+{
+    JsonNode *n;
+    char *ret = NULL;
+
+    if (!opts_has(o, key)) {
+        return NULL;
+    }
+    n = json_object_get_member(o, key);
+    if (JSON_NODE_HOLDS_VALUE(n)) {
+        GType t = json_node_get_value_type(n);
+        if (t == G_TYPE_STRING) {
+            ret = g_strdup(json_node_get_string(n));
+        } else if (t == G_TYPE_INT64) {
+            ret = g_strdup_printf("%" G_GINT64_FORMAT, json_node_get_int(n));
+        } else if (t == G_TYPE_BOOLEAN) {
+            ret = g_strdup(json_node_get_boolean(n) ? "on" : "off");
+        } else if (t == G_TYPE_DOUBLE) {
+            ret = g_strdup_printf("%g", json_node_get_double(n));
+        }
+    }
+    if (!ret) {
+        error_setg(errp, "Invalid parameter type for '%s', expected: string",
+                   key);
+        return NULL;
+    }
+    json_object_remove_member(o, key);
+    return ret;
+}
+
+bool opts_take_bool(JsonObject *o, const char *key, bool def, bool *out,
+                    GError **errp)
+{
+    JsonNode *n;
+
+    *out = def;
+    if (!opts_has(o, key)) {
+        return true;
+    }
+    n = json_object_get_member(o, key);
+    if (JSON_NODE_HOLDS_VALUE(n) &&
+        json_node_get_value_type(n) == G_TYPE_BOOLEAN) {
+        *out = json_node_get_boolean(n);
+    } else if (JSON_NODE_HOLDS_VALUE(n) &&
+               json_node_get_value_type(n) == G_TYPE_STRING) {
+        const char *s = json_node_get_string(n);
+        if (!strcmp(s, "on") || !strcmp(s, "true") || !strcmp(s, "yes")) {
+            *out = true;
+        } else if (!strcmp(s, "off") || !strcmp(s, "false") ||
+                   !strcmp(s, "no")) {
+            *out = false;
+        } else {
+            error_setg(errp,
+                       "Parameter '%s' expects 'on' or 'off'", key);
+            return false;
+        }
+    } else {
+        error_setg(errp, "Invalid parameter type for '%s', expected: boolean",
+                   key);
+        return false;
+    }
+    json_object_remove_member(o, key);
+    return true;
+}
+
+bool opts_take_size(JsonObject *o, const char *key, uint64_t def,
+                    uint64_t *out, GError **errp)
+{
+    JsonNode *n;
+
+    *out = def;
+    if (!opts_has(o, key)) {
+        return true;
+    }
+    n = json_object_get_member(o, key);
+    if (JSON_NODE_HOLDS_VALUE(n) &&
+        json_node_get_value_type(n) == G_TYPE_INT64) {
+        gint64 v = json_node_get_int(n);
+        if (v < 0) {
+            error_setg(errp, "Parameter '%s' expects a non-negative value",
+                       key);
+            return false;
+        }
+        *out = v;
+    } else if (JSON_NODE_HOLDS_VALUE(n) &&
+               json_node_get_value_type(n) == G_TYPE_STRING) {
+        g_autoptr(GError) local_err = NULL;
+        if (!parse_size(json_node_get_string(n), 'B', out, &local_err)) {
+            error_setg(errp, "Parameter '%s' expects a size value: %s", key,
+                       local_err->message);
+            return false;
+        }
+    } else {
+        error_setg(errp, "Invalid parameter type for '%s', expected: integer",
+                   key);
+        return false;
+    }
+    json_object_remove_member(o, key);
+    return true;
+}
+
+bool opts_take_int(JsonObject *o, const char *key, int64_t def, int64_t *out,
+                   GError **errp)
+{
+    JsonNode *n;
+
+    *out = def;
+    if (!opts_has(o, key)) {
+        return true;
+    }
+    n = json_object_get_member(o, key);
+    if (JSON_NODE_HOLDS_VALUE(n) &&
+        json_node_get_value_type(n) == G_TYPE_INT64) {
+        *out = json_node_get_int(n);
+    } else if (JSON_NODE_HOLDS_VALUE(n) &&
+               json_node_get_value_type(n) == G_TYPE_STRING) {
+        g_autoptr(GError) local_err = NULL;
+        if (!parse_int64(json_node_get_string(n), out, &local_err)) {
+            error_setg(errp, "Parameter '%s' expects a number", key);
+            return false;
+        }
+    } else {
+        error_setg(errp, "Invalid parameter type for '%s', expected: integer",
+                   key);
+        return false;
+    }
+    json_object_remove_member(o, key);
+    return true;
+}
+
+JsonObject *opts_take_object(JsonObject *o, const char *key)
+{
+    JsonNode *n;
+    JsonObject *ret;
+
+    if (!opts_has(o, key)) {
+        return NULL;
+    }
+    n = json_object_get_member(o, key);
+    if (!JSON_NODE_HOLDS_OBJECT(n)) {
+        return NULL;
+    }
+    ret = json_object_ref(json_node_get_object(n));
+    json_object_remove_member(o, key);
+    return ret;
+}
+
+static char *first_key(JsonObject *o, const char *prefix)
+{
+    g_autoptr(GList) members = json_object_get_members(o);
+
+    for (GList *l = members; l; l = l->next) {
+        const char *k = l->data;
+        JsonNode *v = json_object_get_member(o, k);
+        g_autofree char *full =
+            prefix ? g_strdup_printf("%s.%s", prefix, k) : g_strdup(k);
+        if (JSON_NODE_HOLDS_OBJECT(v) &&
+            json_object_get_size(json_node_get_object(v)) > 0) {
+            return first_key(json_node_get_object(v), full);
+        }
+        return g_steal_pointer(&full);
+    }
+    return NULL;
+}
+
+char *opts_first_key(JsonObject *o)
+{
+    return o ? first_key(o, NULL) : NULL;
+}
+
+bool opts_check_empty(JsonObject *o, const char *what, GError **errp)
+{
+    g_autofree char *k = NULL;
+
+    if (!o || json_object_get_size(o) == 0) {
+        return true;
+    }
+    k = first_key(o, NULL);
+    error_setg(errp, "%s does not support the option '%s'", what, k);
+    return false;
+}
