@@ -129,7 +129,7 @@ def run(argv, timeout=DEFAULT_TIMEOUT, input=None, env=None, cwd=None,
     A negative rc means killed by that signal.
     """
     argv = _wrap(argv)
-    if input is not None and not binary and isinstance(input, str):
+    if isinstance(input, str):
         input = input.encode()
     try:
         cp = subprocess.run(argv, input=input,
