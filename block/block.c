@@ -454,7 +454,7 @@ static BlockDriverState *bdrv_open_inherit(const char *filename,
         bs->exact_filename = g_strdup(bs->file->exact_filename);
     }
     if (!bdrv_assign_node_name(bs, c.node_name, errp)) {
-        goto fail;
+        goto fail_open;
     }
     if (drv->instance_size) {
         bs->opaque = g_malloc0(drv->instance_size);
