@@ -4,6 +4,7 @@
  * close ordering.  The graph is only changed from the main thread.
  */
 #include "block/block_int.h"
+#include "block/dirty-bitmap.h"
 #include "util/options.h"
 
 #include <errno.h>
@@ -333,6 +334,7 @@ static bool open_backing(BlockDriverState *bs, JsonObject *opts, int flags,
 
 static void bdrv_free(BlockDriverState *bs)
 {
+    bdrv_release_all_dirty_bitmaps(bs);
     if (bs->dirty_bitmaps) {
         g_ptr_array_unref(bs->dirty_bitmaps);
     }
@@ -665,6 +667,8 @@ int64_t bdrv_get_allocated_file_size(BlockDriverState *bs)
 int bdrv_truncate(BlockDriverState *bs, int64_t offset, bool exact,
                   PreallocMode prealloc, GError **errp)
 {
+    int ret;
+
     if (offset < 0 || offset > BDRV_MAX_LENGTH) {
         error_setg(errp, "Image size must be less than 8 EiB!");
         return -EINVAL;
@@ -677,7 +681,14 @@ int bdrv_truncate(BlockDriverState *bs, int64_t offset, bool exact,
         error_setg(errp, "Image format driver does not support resize");
         return -ENOTSUP;
     }
-    return bs->drv->truncate(bs, offset, exact, prealloc, errp);
+    if (!bdrv_dirty_bitmaps_prepare_truncate(bs, errp)) {
+        return -EBUSY;
+    }
+    ret = bs->drv->truncate(bs, offset, exact, prealloc, errp);
+    if (ret >= 0) {
+        bdrv_dirty_bitmaps_truncate(bs, bdrv_getlength(bs));
+    }
+    return ret;
 }
 
 int prealloc_mode_parse(const char *s)

@@ -75,6 +75,9 @@ struct BlockDriver {
      */
     int (*inactivate)(BlockDriverState *bs);
 
+    /* Persistent dirty bitmaps: see include/block/dirty-bitmap.h. */
+    const struct BdrvBitmapDriverOps *bitmap_ops;
+
     /*
      * Protocol drivers: take the permissions @perm (BLK_PERM_*) and let
      * other processes have only @shared, using file locks that QEMU
@@ -120,6 +123,7 @@ struct BlockDriverState {
      */
     GMutex dirty_bitmap_lock;
     GPtrArray *dirty_bitmaps;   /* BdrvDirtyBitmap * */
+    GPtrArray *recording_bitmaps; /* the recording ones (dirty-bitmap.c) */
 
     /* Counts requests in flight, so graph changes can wait for them. */
     gint in_flight;
