@@ -224,7 +224,8 @@ class Daemon:
 
     def output(self):
         """Everything the daemon printed so far (stdout+stderr)."""
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         with open(self.log_path, 'rb') as f:
             return f.read().decode('utf-8', 'replace')
 
