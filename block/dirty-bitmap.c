@@ -1,66 +1,34 @@
 /*
  * Named dirty bitmaps on a node: the objects, their flags, lazy loading of
- * stored contents, the write hook and the queries.  The user-level checks
- * live in dirty-bitmap-ops.c; the qcow2 storage in qcow2/qcow2-bitmap.c.
+ * stored contents, the write hook and the node-level hooks.  Contents and
+ * queries are in dirty-bitmap-contents.c, the user-level checks in
+ * dirty-bitmap-ops.c, the qcow2 storage in qcow2/qcow2-bitmap*.c.
  *
  * Contents model.  bm->hb holds bits; bm->loaded says whether they include
  * the contents stored in the image.  A stored bitmap starts with hb == NULL
  * and loaded == false; writes and merges into it go to a delta hb (only
  * ever ORed into), and loading ORs the delta into what the driver reads.
- * Everything that needs the real contents calls bitmap_ensure_loaded().
+ * Everything that needs the real contents calls dbm_ensure_loaded().
  *
  * Locking: bs->dirty_bitmap_lock protects bs->dirty_bitmaps,
  * bs->recording_bitmaps, and every bm->hb (pointer and bits), bm->loaded
  * and bm->changed.  Loads are serialized by load_lock and do their I/O
  * without the node lock.  Detached copies are frozen and need no lock.
  */
-#include "block/block_int.h"
-#include "block/dirty-bitmap.h"
+#include "block/dirty-bitmap-int.h"
 #include "qapi/error.h"
 
 #include <errno.h>
 #include <string.h>
 
-struct BdrvDirtyBitmap {
-    BlockDriverState *bs;    /* NULL for a detached copy */
-    char *name;              /* NULL: anonymous */
-    uint64_t granularity;
-    uint64_t size;
-    HBitmap *hb;             /* NULL: nothing in memory yet */
-    bool loaded;             /* hb (if any) includes the stored contents */
-    bool stored;             /* has contents in the image to load */
-    bool recording;
-    bool persistent;
-    bool inconsistent;
-    bool busy;
-    bool readonly;
-    bool changed;            /* contents differ from the stored copy */
-    void *driver_data;
-    GDestroyNotify driver_data_free;
-};
-
 static GMutex load_lock;
-
-static void bm_lock(const BdrvDirtyBitmap *bm)
-{
-    if (bm->bs) {
-        g_mutex_lock(&bm->bs->dirty_bitmap_lock);
-    }
-}
-
-static void bm_unlock(const BdrvDirtyBitmap *bm)
-{
-    if (bm->bs) {
-        g_mutex_unlock(&bm->bs->dirty_bitmap_lock);
-    }
-}
 
 static const BdrvBitmapDriverOps *bitmap_ops(BlockDriverState *bs)
 {
     return bs && bs->drv ? bs->drv->bitmap_ops : NULL;
 }
 
-static const char *bm_display_name(const BdrvDirtyBitmap *bm)
+const char *dbm_display_name(const BdrvDirtyBitmap *bm)
 {
     return bm->name ? bm->name : "(anonymous)";
 }
@@ -147,7 +115,7 @@ BdrvDirtyBitmap *bdrv_create_dirty_bitmap(BlockDriverState *bs,
     bm->hb = hbitmap_try_new(bm->size, granularity);
     if (!bm->hb) {
         error_setg(errp, "Not enough memory for bitmap '%s'",
-                   bm_display_name(bm));
+                   dbm_display_name(bm));
         g_free(bm->name);
         g_free(bm);
         return NULL;
@@ -185,7 +153,7 @@ BdrvDirtyBitmap *bdrv_create_stored_dirty_bitmap(BlockDriverState *bs,
     return bm;
 }
 
-static void bitmap_free(BdrvDirtyBitmap *bm)
+void dbm_free(BdrvDirtyBitmap *bm)
 {
     if (bm->driver_data_free) {
         bm->driver_data_free(bm->driver_data);
@@ -205,7 +173,7 @@ void bdrv_release_dirty_bitmap(BdrvDirtyBitmap *bm)
         g_ptr_array_remove(bs->recording_bitmaps, bm);
     }
     g_mutex_unlock(&bs->dirty_bitmap_lock);
-    bitmap_free(bm);
+    dbm_free(bm);
 }
 
 void bdrv_release_all_dirty_bitmaps(BlockDriverState *bs)
@@ -343,7 +311,7 @@ bool bdrv_dirty_bitmap_changed(const BdrvDirtyBitmap *bm)
 bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, unsigned flags,
                              GError **errp)
 {
-    const char *name = bm_display_name(bm);
+    const char *name = dbm_display_name(bm);
 
     if ((flags & BDRV_BITMAP_BUSY) && bm->busy) {
         error_setg(errp, "Bitmap '%s' is currently in use by another "
@@ -471,10 +439,10 @@ static bool load_stored(BdrvDirtyBitmap *bm, GError **errp)
 
     if (!ops || !ops->load) {
         error_setg(&err, "Cannot load bitmap '%s': the format has no "
-                   "stored bitmaps", bm_display_name(bm));
+                   "stored bitmaps", dbm_display_name(bm));
     } else if (!(hb = hbitmap_try_new(bm->size, bm->granularity))) {
         error_setg(&err, "Not enough memory to load bitmap '%s'",
-                   bm_display_name(bm));
+                   dbm_display_name(bm));
     } else {
         ops->load(bm->bs, bm, hb, &err);
     }
@@ -522,7 +490,7 @@ bool bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, GError **errp)
             bm_unlock(bm);
             if (!bm->loaded) {
                 error_setg(errp, "Not enough memory for bitmap '%s'",
-                           bm_display_name(bm));
+                           dbm_display_name(bm));
                 bdrv_dirty_bitmap_set_inconsistent(bm);
                 ok = false;
             }
@@ -536,13 +504,13 @@ bool bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, GError **errp)
  * Load for a query; on failure the bitmap is inconsistent and reads as
  * empty (callers that care call bdrv_dirty_bitmap_load() first).
  */
-static bool ensure_loaded(BdrvDirtyBitmap *bm)
+bool dbm_ensure_loaded(BdrvDirtyBitmap *bm)
 {
     return bdrv_dirty_bitmap_load(bm, NULL);
 }
 
 /* A delta to OR into while the stored contents are not loaded. */
-static bool ensure_hb_locked(BdrvDirtyBitmap *bm)
+bool dbm_ensure_hb_locked(BdrvDirtyBitmap *bm)
 {
     if (!bm->hb && !bm->inconsistent) {
         bm->hb = hbitmap_try_new(bm->size, bm->granularity);
@@ -564,7 +532,7 @@ void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, int64_t offset,
     rec = bs->recording_bitmaps;
     for (guint i = 0; rec && i < rec->len; i++) {
         BdrvDirtyBitmap *bm = g_ptr_array_index(rec, i);
-        if (!ensure_hb_locked(bm)) {
+        if (!dbm_ensure_hb_locked(bm)) {
             /* No memory for the delta: the bitmap can no longer be exact. */
             g_ptr_array_remove_index(rec, i--);
             bm->recording = false;
@@ -576,405 +544,6 @@ void bdrv_dirty_bitmaps_mark(BlockDriverState *bs, int64_t offset,
         bm->changed = true;
     }
     g_mutex_unlock(&bs->dirty_bitmap_lock);
-}
-
-/* ---- Contents ---- */
-
-void bdrv_set_dirty_bitmap(BdrvDirtyBitmap *bm, int64_t offset,
-                           int64_t bytes)
-{
-    if (offset < 0 || bytes <= 0) {
-        return;
-    }
-    bm_lock(bm);
-    if (ensure_hb_locked(bm)) {
-        hbitmap_set(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-        bm->changed = true;
-    }
-    bm_unlock(bm);
-}
-
-void bdrv_reset_dirty_bitmap(BdrvDirtyBitmap *bm, int64_t offset,
-                             int64_t bytes)
-{
-    if (offset < 0 || bytes <= 0 || !ensure_loaded(bm)) {
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_reset(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-    bm->changed = true;
-    bm_unlock(bm);
-}
-
-void bdrv_clear_dirty_bitmap(BdrvDirtyBitmap *bm, HBitmap **backup)
-{
-    HBitmap *fresh;
-
-    if (backup) {
-        *backup = NULL;
-        if (!ensure_loaded(bm)) {
-            return;
-        }
-    }
-    fresh = hbitmap_try_new(bm->size, bm->granularity);
-    bm_lock(bm);
-    if (!fresh) {
-        /* Clear in place (no new memory); the old contents are lost. */
-        if (ensure_hb_locked(bm)) {
-            hbitmap_reset_all(bm->hb);
-            bm->loaded = true;
-            bm->changed = true;
-        }
-        bm_unlock(bm);
-        return;
-    }
-    if (backup) {
-        *backup = bm->hb;
-    } else {
-        hbitmap_free(bm->hb);
-    }
-    bm->hb = fresh;
-    bm->loaded = true;      /* the contents are known: empty */
-    bm->changed = true;
-    bm_unlock(bm);
-}
-
-void bdrv_restore_dirty_bitmap(BdrvDirtyBitmap *bm, HBitmap *backup)
-{
-    if (!backup) {
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_free(bm->hb);
-    bm->hb = backup;
-    bm->loaded = true;
-    bm_unlock(bm);
-}
-
-/* dst |= src for bitmaps of the same size, any granularities. */
-static void merge_hb(HBitmap *dst, const HBitmap *src)
-{
-    uint64_t off = 0, start, len, size = hbitmap_size(src);
-
-    if (hbitmap_merge(dst, src)) {
-        return;
-    }
-    while (hbitmap_next_dirty_area(src, off, size, UINT64_MAX, &start,
-                                   &len)) {
-        hbitmap_set(dst, start, len);
-        off = start + len;
-    }
-}
-
-static void lock_pair(BdrvDirtyBitmap *a, BdrvDirtyBitmap *b)
-{
-    if (!a->bs || !b->bs || a->bs == b->bs) {
-        bm_lock(a->bs ? a : b);
-        return;
-    }
-    if ((uintptr_t)a->bs < (uintptr_t)b->bs) {
-        bm_lock(a);
-        bm_lock(b);
-    } else {
-        bm_lock(b);
-        bm_lock(a);
-    }
-}
-
-static void unlock_pair(BdrvDirtyBitmap *a, BdrvDirtyBitmap *b)
-{
-    if (!a->bs || !b->bs || a->bs == b->bs) {
-        bm_unlock(a->bs ? a : b);
-        return;
-    }
-    bm_unlock(a);
-    bm_unlock(b);
-}
-
-bool bdrv_merge_dirty_bitmap(BdrvDirtyBitmap *dest, BdrvDirtyBitmap *src,
-                             HBitmap **backup, GError **errp)
-{
-    if (backup) {
-        *backup = NULL;
-    }
-    if (dest->size != src->size) {
-        error_setg(errp, "Bitmaps are incompatible and can't be merged");
-        return false;
-    }
-    if (!bdrv_dirty_bitmap_load(src, errp)) {
-        return false;
-    }
-    if (backup && !bdrv_dirty_bitmap_load(dest, errp)) {
-        return false;
-    }
-    if (dest == src) {
-        return true;
-    }
-    lock_pair(dest, src);
-    if (!ensure_hb_locked(dest)) {
-        unlock_pair(dest, src);
-        error_setg(errp, "Not enough memory to merge into bitmap '%s'",
-                   bm_display_name(dest));
-        return false;
-    }
-    if (backup) {
-        *backup = hbitmap_copy(dest->hb);
-    }
-    merge_hb(dest->hb, src->hb);
-    dest->changed = true;
-    unlock_pair(dest, src);
-    return true;
-}
-
-bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset)
-{
-    bool ret;
-
-    if (offset < 0 || !ensure_loaded(bm)) {
-        return false;
-    }
-    bm_lock(bm);
-    ret = hbitmap_get(bm->hb, (uint64_t)offset);
-    bm_unlock(bm);
-    return ret;
-}
-
-uint64_t bdrv_get_dirty_count(BdrvDirtyBitmap *bm)
-{
-    uint64_t ret;
-
-    if (!ensure_loaded(bm)) {
-        return 0;
-    }
-    bm_lock(bm);
-    ret = hbitmap_count(bm->hb);
-    bm_unlock(bm);
-    return ret;
-}
-
-int64_t bdrv_dirty_bitmap_next_dirty(BdrvDirtyBitmap *bm, int64_t offset,
-                                     int64_t bytes)
-{
-    int64_t ret;
-
-    if (offset < 0 || bytes <= 0 || !ensure_loaded(bm)) {
-        return -1;
-    }
-    bm_lock(bm);
-    ret = hbitmap_next_dirty(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-    bm_unlock(bm);
-    return ret;
-}
-
-int64_t bdrv_dirty_bitmap_next_zero(BdrvDirtyBitmap *bm, int64_t offset,
-                                    int64_t bytes)
-{
-    int64_t ret;
-
-    if (offset < 0 || bytes <= 0 || !ensure_loaded(bm)) {
-        return -1;
-    }
-    bm_lock(bm);
-    ret = hbitmap_next_clean(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-    bm_unlock(bm);
-    return ret;
-}
-
-bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *bm, int64_t offset,
-                                       int64_t end, int64_t max_bytes,
-                                       int64_t *dirty_start,
-                                       int64_t *dirty_count)
-{
-    uint64_t start, count;
-    bool ret;
-
-    if (offset < 0 || end <= offset || max_bytes <= 0 ||
-        !ensure_loaded(bm)) {
-        return false;
-    }
-    bm_lock(bm);
-    ret = hbitmap_next_dirty_area(bm->hb, (uint64_t)offset, (uint64_t)end,
-                                  (uint64_t)max_bytes, &start, &count);
-    bm_unlock(bm);
-    if (ret) {
-        *dirty_start = (int64_t)start;
-        *dirty_count = (int64_t)count;
-    }
-    return ret;
-}
-
-bool bdrv_dirty_bitmap_status(BdrvDirtyBitmap *bm, int64_t offset,
-                              int64_t bytes, int64_t *pnum)
-{
-    uint64_t avail;
-    int64_t next;
-    bool dirty;
-
-    *pnum = 0;
-    if (offset < 0 || bytes <= 0 || (uint64_t)offset >= bm->size) {
-        return false;
-    }
-    avail = MIN((uint64_t)bytes, bm->size - (uint64_t)offset);
-    if (!ensure_loaded(bm)) {
-        *pnum = (int64_t)avail;
-        return false;
-    }
-    bm_lock(bm);
-    dirty = hbitmap_get(bm->hb, (uint64_t)offset);
-    next = dirty ? hbitmap_next_clean(bm->hb, (uint64_t)offset, avail)
-                 : hbitmap_next_dirty(bm->hb, (uint64_t)offset, avail);
-    bm_unlock(bm);
-    *pnum = next < 0 ? (int64_t)avail : next - offset;
-    return dirty;
-}
-
-bool bdrv_dirty_bitmap_range_all_clean(BdrvDirtyBitmap *bm, int64_t offset,
-                                       int64_t bytes)
-{
-    bool ret;
-
-    if (offset < 0 || bytes < 0 || !ensure_loaded(bm)) {
-        return true;
-    }
-    bm_lock(bm);
-    ret = hbitmap_range_all_clean(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-    bm_unlock(bm);
-    return ret;
-}
-
-bool bdrv_dirty_bitmap_range_all_dirty(BdrvDirtyBitmap *bm, int64_t offset,
-                                       int64_t bytes)
-{
-    bool ret;
-
-    if (offset < 0 || bytes < 0 || !ensure_loaded(bm)) {
-        return false;
-    }
-    bm_lock(bm);
-    ret = hbitmap_range_all_dirty(bm->hb, (uint64_t)offset, (uint64_t)bytes);
-    bm_unlock(bm);
-    return ret;
-}
-
-char *bdrv_dirty_bitmap_sha256(BdrvDirtyBitmap *bm, GError **errp)
-{
-    char out[65];
-
-    if (!bdrv_dirty_bitmap_load(bm, errp)) {
-        return NULL;
-    }
-    bm_lock(bm);
-    hbitmap_sha256(bm->hb, out);
-    bm_unlock(bm);
-    return g_strdup(out);
-}
-
-BdrvDirtyBitmap *bdrv_dirty_bitmap_copy(BdrvDirtyBitmap *bm, GError **errp)
-{
-    BdrvDirtyBitmap *copy;
-
-    if (!bdrv_dirty_bitmap_load(bm, errp)) {
-        return NULL;
-    }
-    copy = g_new0(BdrvDirtyBitmap, 1);
-    copy->granularity = bm->granularity;
-    bm_lock(bm);
-    copy->size = bm->size;
-    copy->hb = hbitmap_copy(bm->hb);
-    bm_unlock(bm);
-    copy->loaded = true;
-    copy->readonly = true;
-    return copy;
-}
-
-void bdrv_dirty_bitmap_free_copy(BdrvDirtyBitmap *copy)
-{
-    if (copy) {
-        g_assert(!copy->bs);
-        bitmap_free(copy);
-    }
-}
-
-/* ---- Serialization ---- */
-
-uint64_t bdrv_dirty_bitmap_serialization_align(const BdrvDirtyBitmap *bm)
-{
-    return bm->granularity * 8;
-}
-
-uint64_t bdrv_dirty_bitmap_serialization_size(const BdrvDirtyBitmap *bm,
-                                              uint64_t offset, uint64_t bytes)
-{
-    uint64_t end, bits;
-
-    if (offset >= bm->size) {
-        return 0;
-    }
-    end = bytes > bm->size - offset ? bm->size : offset + bytes;
-    bits = (end - offset + bm->granularity - 1) / bm->granularity;
-    return (bits + 7) / 8;
-}
-
-void bdrv_dirty_bitmap_serialize_part(BdrvDirtyBitmap *bm, uint8_t *buf,
-                                      uint64_t offset, uint64_t bytes)
-{
-    if (!ensure_loaded(bm)) {
-        memset(buf, 0, bdrv_dirty_bitmap_serialization_size(bm, offset,
-                                                            bytes));
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_serialize_part(bm->hb, buf, offset, bytes);
-    bm_unlock(bm);
-}
-
-/*
- * Deserializing writes contents: the target must hold them all, so a
- * stored bitmap is loaded first (a fresh one just gets its hb).
- */
-static bool deserialize_target(BdrvDirtyBitmap *bm)
-{
-    if (bm->stored) {
-        return ensure_loaded(bm);
-    }
-    return bdrv_dirty_bitmap_load(bm, NULL);
-}
-
-void bdrv_dirty_bitmap_deserialize_part(BdrvDirtyBitmap *bm,
-                                        const uint8_t *buf, uint64_t offset,
-                                        uint64_t bytes)
-{
-    if (!deserialize_target(bm)) {
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_deserialize_part(bm->hb, buf, offset, bytes, true);
-    bm->changed = true;
-    bm_unlock(bm);
-}
-
-void bdrv_dirty_bitmap_deserialize_zeroes(BdrvDirtyBitmap *bm,
-                                          uint64_t offset, uint64_t bytes)
-{
-    if (!deserialize_target(bm)) {
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_deserialize_zeroes(bm->hb, offset, bytes);
-    bm->changed = true;
-    bm_unlock(bm);
-}
-
-void bdrv_dirty_bitmap_deserialize_ones(BdrvDirtyBitmap *bm, uint64_t offset,
-                                        uint64_t bytes)
-{
-    if (!deserialize_target(bm)) {
-        return;
-    }
-    bm_lock(bm);
-    hbitmap_deserialize_ones(bm->hb, offset, bytes);
-    bm->changed = true;
-    bm_unlock(bm);
 }
 
 /* ---- Node-level hooks ---- */
