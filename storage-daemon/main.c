@@ -415,6 +415,10 @@ int main(int argc, char **argv)
     }
     main_loop = g_main_loop_new(NULL, FALSE);
     qemu_system_set_shutdown_notifier(shutdown_notify, NULL);
+    /* After the fork: GLib's signal handling must live in the daemon. */
+    g_unix_signal_add(SIGTERM, on_signal, NULL);
+    g_unix_signal_add(SIGINT, on_signal, NULL);
+    g_unix_signal_add(SIGHUP, on_signal, NULL);
 
     /* Second pass: everything else, in command-line order. */
     optind = 0;
@@ -431,9 +435,6 @@ int main(int argc, char **argv)
         fail(NULL, NULL, err);
     }
 
-    g_unix_signal_add(SIGTERM, on_signal, NULL);
-    g_unix_signal_add(SIGINT, on_signal, NULL);
-    g_unix_signal_add(SIGHUP, on_signal, NULL);
     daemonize_finish();
 
     if (qemu_system_shutdown_cause() == SHUTDOWN_CAUSE_NONE) {
