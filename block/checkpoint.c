@@ -314,6 +314,16 @@ bool ckpt_chain_check_invariants(const CheckpointChain *chain, GError **errp)
 
 /* ---- Plans ---- */
 
+/*
+ * May the plan enable or disable @c's bitmap?  Not when it is missing,
+ * and not when it is inconsistent: such a bitmap can only be removed.
+ */
+static bool can_switch(const Checkpoint *c)
+{
+    return c->damage != CKPT_DAMAGE_MISSING &&
+           c->damage != CKPT_DAMAGE_INCONSISTENT;
+}
+
 static void plan_add_op(CkptPlan *plan, CkptOpKind kind, const char *bitmap,
                         const char *src, uint64_t granularity)
 {
@@ -430,7 +440,7 @@ CkptPlan *ckpt_plan_create(const CheckpointChain *chain, const char *name,
 
     /* The fallible step first: if it fails nothing has changed. */
     plan_add_op(plan, CKPT_OP_ADD, bitmap, NULL, granularity);
-    if (head && head->damage != CKPT_DAMAGE_MISSING) {
+    if (head && can_switch(head)) {
         plan_add_op(plan, CKPT_OP_DISABLE, head->bitmap, NULL, 0);
     }
     return plan;
@@ -469,7 +479,7 @@ CkptPlan *ckpt_plan_remove(const CheckpointChain *chain, const char *name,
     if (merge) {
         plan_add_op(plan, CKPT_OP_MERGE, parent->bitmap, c->bitmap, 0);
     }
-    if (parent && is_head && parent->damage != CKPT_DAMAGE_MISSING) {
+    if (parent && is_head && can_switch(parent)) {
         plan_add_op(plan, CKPT_OP_ENABLE, parent->bitmap, NULL, 0);
     }
     if (c->damage != CKPT_DAMAGE_MISSING) {

@@ -165,7 +165,8 @@ char *ckpt_plan_describe(const CkptPlan *plan);
 /*
  * Plan a new newest checkpoint @name with bitmap @bitmap (NULL: same as
  * @name) of @granularity bytes, created at @now_sec/@now_nsec.
- * Ops: ADD the new bitmap (recording), then DISABLE the old newest's.
+ * Ops: ADD the new bitmap (recording), then DISABLE the old newest's
+ * (unless it is missing or inconsistent).
  */
 CkptPlan *ckpt_plan_create(const CheckpointChain *chain, const char *name,
                            const char *bitmap, uint64_t granularity,
@@ -178,8 +179,8 @@ CkptPlan *ckpt_plan_create(const CheckpointChain *chain, const char *name,
  * the newest), REMOVE its bitmap.  Its child is re-linked to its parent.
  * If @name or its parent is damaged, nothing is merged (a damaged bitmap
  * would not make an exact union) and the parent becomes damaged too
- * (CKPT_DAMAGE_INCOMPLETE) unless it already is; ops on a missing bitmap
- * are left out.
+ * (CKPT_DAMAGE_INCOMPLETE) unless it already is.  No op touches a
+ * missing bitmap, and an inconsistent one is only removed.
  */
 CkptPlan *ckpt_plan_remove(const CheckpointChain *chain, const char *name,
                            GError **errp);
