@@ -1,0 +1,318 @@
+/*
+ * Transmission phase, reader side: decode each request header, validate
+ * it (a pure function, unit-tested in tests/unit/test-nbd-request.c), read
+ * or skip write payloads, and hand valid requests to the connection's
+ * worker pool.  In-flight requests are capped in number and in payload
+ * bytes, so a client cannot make the server allocate without bound; the
+ * reader simply stops reading while the cap is reached.
+ */
+#include "nbd/nbd-internal.h"
+#include "util/bswap.h"
+
+#include <errno.h>
+#include <string.h>
+
+void nbd_request_decode(const uint8_t *buf, NbdRequestHeader *req)
+{
+    req->magic = ldl_be(buf);
+    req->flags = ldw_be(buf + 4);
+    req->type = ldw_be(buf + 6);
+    req->handle = ldq_be(buf + 8);
+    req->offset = ldq_be(buf + 16);
+    req->len = ldl_be(buf + 24);
+}
+
+const char *nbd_cmd_name(uint16_t type)
+{
+    switch (type) {
+    case NBD_CMD_READ:
+        return "NBD_CMD_READ";
+    case NBD_CMD_WRITE:
+        return "NBD_CMD_WRITE";
+    case NBD_CMD_DISC:
+        return "NBD_CMD_DISC";
+    case NBD_CMD_FLUSH:
+        return "NBD_CMD_FLUSH";
+    case NBD_CMD_TRIM:
+        return "NBD_CMD_TRIM";
+    case NBD_CMD_CACHE:
+        return "NBD_CMD_CACHE";
+    case NBD_CMD_WRITE_ZEROES:
+        return "NBD_CMD_WRITE_ZEROES";
+    case NBD_CMD_BLOCK_STATUS:
+        return "NBD_CMD_BLOCK_STATUS";
+    default:
+        return "unknown command";
+    }
+}
+
+const char *nbd_opt_name(uint32_t opt)
+{
+    switch (opt) {
+    case NBD_OPT_EXPORT_NAME:
+        return "NBD_OPT_EXPORT_NAME";
+    case NBD_OPT_ABORT:
+        return "NBD_OPT_ABORT";
+    case NBD_OPT_LIST:
+        return "NBD_OPT_LIST";
+    case NBD_OPT_STARTTLS:
+        return "NBD_OPT_STARTTLS";
+    case NBD_OPT_INFO:
+        return "NBD_OPT_INFO";
+    case NBD_OPT_GO:
+        return "NBD_OPT_GO";
+    case NBD_OPT_STRUCTURED_REPLY:
+        return "NBD_OPT_STRUCTURED_REPLY";
+    case NBD_OPT_LIST_META_CONTEXT:
+        return "NBD_OPT_LIST_META_CONTEXT";
+    case NBD_OPT_SET_META_CONTEXT:
+        return "NBD_OPT_SET_META_CONTEXT";
+    default:
+        return "unknown option";
+    }
+}
+
+/* Flags each command accepts (FUA is valid on every command). */
+static uint16_t allowed_flags(uint16_t type, const NbdTxState *st)
+{
+    switch (type) {
+    case NBD_CMD_READ:
+        return NBD_CMD_FLAG_FUA | (st->structured ? NBD_CMD_FLAG_DF : 0);
+    case NBD_CMD_WRITE_ZEROES:
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_NO_HOLE |
+               NBD_CMD_FLAG_FAST_ZERO;
+    case NBD_CMD_BLOCK_STATUS:
+        return NBD_CMD_FLAG_FUA | NBD_CMD_FLAG_REQ_ONE;
+    default:
+        return NBD_CMD_FLAG_FUA;
+    }
+}
+
+static bool is_write_cmd(uint16_t type)
+{
+    return type == NBD_CMD_WRITE || type == NBD_CMD_TRIM ||
+           type == NBD_CMD_WRITE_ZEROES;
+}
+
+/* The first problem of a request of a known command, or NULL. */
+static const char *find_error(const NbdRequestHeader *req,
+                              const NbdTxState *st, uint32_t *error)
+{
+    uint64_t end;
+
+    *error = NBD_EINVAL;
+    if (req->flags & ~allowed_flags(req->type, st)) {
+        return "unsupported flags";
+    }
+    if ((req->type == NBD_CMD_READ || req->type == NBD_CMD_WRITE) &&
+        req->len > NBD_MAX_PAYLOAD) {
+        return "length over the 32 MiB limit";
+    }
+    if (req->type == NBD_CMD_BLOCK_STATUS) {
+        if (!st->structured || st->n_contexts == 0) {
+            return "no metadata context negotiated";
+        }
+        if (req->len == 0) {
+            return "zero length";
+        }
+    }
+    if (is_write_cmd(req->type) && !st->writable) {
+        *error = NBD_EPERM;
+        return "export is read-only";
+    }
+    if (req->type == NBD_CMD_FLUSH) {
+        return NULL;
+    }
+    if (__builtin_add_overflow(req->offset, (uint64_t)req->len, &end)) {
+        return "offset + length overflows";
+    }
+    if (end > st->size) {
+        if (req->type == NBD_CMD_WRITE ||
+            req->type == NBD_CMD_WRITE_ZEROES) {
+            *error = NBD_ENOSPC;
+        }
+        return "range beyond the end of the export";
+    }
+    return NULL;
+}
+
+void nbd_request_check(const NbdRequestHeader *req, const NbdTxState *st,
+                       NbdRequestCheck *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (req->magic != NBD_REQUEST_MAGIC) {
+        out->verdict = NBD_REQ_DISCONNECT;
+        out->reason = "bad request magic";
+        return;
+    }
+    switch (req->type) {
+    case NBD_CMD_DISC:
+        out->verdict = NBD_REQ_DISC;
+        return;
+    case NBD_CMD_READ:
+    case NBD_CMD_WRITE:
+    case NBD_CMD_FLUSH:
+    case NBD_CMD_TRIM:
+    case NBD_CMD_CACHE:
+    case NBD_CMD_WRITE_ZEROES:
+    case NBD_CMD_BLOCK_STATUS:
+        break;
+    default:
+        /* Assume no payload follows, as for every command but WRITE. */
+        out->verdict = NBD_REQ_ERROR;
+        out->error = NBD_EINVAL;
+        out->reason = "unknown command";
+        return;
+    }
+    out->reason = find_error(req, st, &out->error);
+    if (!out->reason) {
+        out->verdict = NBD_REQ_OK;
+        out->error = 0;
+    } else if (req->type != NBD_CMD_WRITE || req->len == 0) {
+        out->verdict = NBD_REQ_ERROR;
+    } else if (req->len <= NBD_DRAIN_LIMIT) {
+        out->verdict = NBD_REQ_ERROR_DRAIN;
+    } else {
+        out->verdict = NBD_REQ_DISCONNECT;
+        out->reason = "write payload too large to skip";
+    }
+}
+
+/* ---- The reader loop ----------------------------------------------------- */
+
+static bool acquire_slot(NbdClient *c, uint64_t cost)
+{
+    bool ok;
+
+    g_mutex_lock(&c->lock);
+    while (!c->quit &&
+           (c->inflight >= NBD_CLIENT_MAX_INFLIGHT ||
+            (c->inflight > 0 &&
+             c->inflight_bytes + cost > NBD_CLIENT_MAX_INFLIGHT_BYTES))) {
+        g_cond_wait(&c->cond, &c->lock);
+    }
+    ok = !c->quit;
+    if (ok) {
+        c->inflight++;
+        c->inflight_bytes += cost;
+    }
+    g_mutex_unlock(&c->lock);
+    return ok;
+}
+
+static void release_slot(NbdClient *c, uint64_t cost)
+{
+    g_mutex_lock(&c->lock);
+    c->inflight--;
+    c->inflight_bytes -= cost;
+    g_cond_broadcast(&c->cond);
+    g_mutex_unlock(&c->lock);
+}
+
+static void fill_state(NbdClient *c, NbdTxState *st)
+{
+    st->size = c->exp->size;
+    st->writable = c->exp->writable;
+    st->structured = c->structured;
+    st->n_contexts = c->n_meta_selected;
+    st->tx_flags = c->tx_flags;
+}
+
+/* Queue a valid request; false if the connection must end. */
+static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
+{
+    uint64_t cost = 0;
+    NbdRequest *r;
+
+    if (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) {
+        cost = hdr->len;
+    }
+    if (!acquire_slot(c, cost)) {
+        return false;
+    }
+    r = g_new0(NbdRequest, 1);
+    r->client = c;
+    r->hdr = *hdr;
+    r->cost = cost;
+    if (hdr->type == NBD_CMD_WRITE && hdr->len > 0) {
+        r->data = g_try_malloc(hdr->len);
+        if (!r->data || nbd_chan_read(c, r->data, hdr->len) < 0) {
+            bool nomem = !r->data;
+            bool ok = nomem && nbd_chan_skip(c, hdr->len) == 0 &&
+                      nbd_send_error(c, hdr->handle, NBD_ENOMEM,
+                                     "out of memory") == 0;
+            g_free(r->data);
+            g_free(r);
+            release_slot(c, cost);
+            return ok;
+        }
+    }
+    g_thread_pool_push(c->pool, r, NULL);
+    return true;
+}
+
+/* Handle one request; false to end the connection. */
+static bool handle_request(NbdClient *c, const NbdRequestHeader *hdr)
+{
+    NbdTxState st;
+    NbdRequestCheck chk;
+
+    fill_state(c, &st);
+    nbd_request_check(hdr, &st, &chk);
+    switch (chk.verdict) {
+    case NBD_REQ_OK:
+        return dispatch(c, hdr);
+    case NBD_REQ_DISC:
+        return false;
+    case NBD_REQ_DISCONNECT:
+        nbd_client_log(c, "%s: %s (magic 0x%08x, length %u), closing",
+                       nbd_cmd_name(hdr->type), chk.reason, hdr->magic,
+                       hdr->len);
+        return false;
+    case NBD_REQ_ERROR_DRAIN:
+        if (nbd_chan_skip(c, hdr->len) < 0) {
+            return false;
+        }
+        /* fall through */
+    case NBD_REQ_ERROR:
+        nbd_client_log(c, "%s (type %u, flags 0x%x, offset %" PRIu64
+                       ", length %u): %s", nbd_cmd_name(hdr->type),
+                       hdr->type, hdr->flags, hdr->offset, hdr->len,
+                       chk.reason);
+        return nbd_send_error(c, hdr->handle, chk.error, chk.reason) == 0;
+    }
+    return false;
+}
+
+void nbd_transmission(NbdClient *c)
+{
+    for (;;) {
+        uint8_t buf[NBD_REQUEST_SIZE];
+        NbdRequestHeader hdr;
+        bool quit;
+
+        if (nbd_chan_read(c, buf, sizeof(buf)) < 0) {
+            return;
+        }
+        nbd_request_decode(buf, &hdr);
+        if (!handle_request(c, &hdr)) {
+            return;
+        }
+        g_mutex_lock(&c->lock);
+        quit = c->quit;
+        g_mutex_unlock(&c->lock);
+        if (quit) {
+            return;
+        }
+    }
+}
+
+void nbd_request_done(NbdRequest *r)
+{
+    NbdClient *c = r->client;
+    uint64_t cost = r->cost;
+
+    g_free(r->data);
+    g_free(r);
+    release_slot(c, cost);
+}
