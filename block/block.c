@@ -14,6 +14,7 @@
 static const BlockDriver *const block_drivers[] = {
     &bdrv_file,
     &bdrv_raw,
+    &bdrv_qcow2,
 };
 
 /* The node graph: every open node, in opening order. */
