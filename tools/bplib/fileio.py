@@ -7,6 +7,7 @@ run never leaves a plausible-looking backup behind.
 
 import errno
 import os
+import stat
 import tempfile
 
 from .errors import BackupError
@@ -122,15 +123,10 @@ def open_input(path, what):
     except OSError as e:
         raise _oserr('cannot open %s' % what, path, e) from None
     st = os.fstat(fd)
-    if not _is_regular(st.st_mode):
+    if not stat.S_ISREG(st.st_mode):
         os.close(fd)
         raise BackupError('%s %s is not a regular file' % (what, path))
     return fd, st.st_size
-
-
-def _is_regular(mode):
-    import stat
-    return stat.S_ISREG(mode)
 
 
 def pread_full(fd, length, offset, path):
