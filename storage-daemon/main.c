@@ -20,10 +20,13 @@
 #include <glib-unix.h>
 
 #include "bp-config.h"
+#include "block/block.h"
+#include "block/blockdev.h"
 #include "monitor/monitor.h"
 #include "monitor/qmp-stream.h"
 #include "qapi/error.h"
-#include "qapi/keyval.h"
+#include "util/keyval.h"
+#include "qapi/qapi-validate.h"
 #include "qapi/qobject-json.h"
 
 #include "storage-daemon/qsd-chardev.h"
@@ -104,16 +107,17 @@ static void version(void)
 }
 
 /*
- * --blockdev: to be wired to the block layer (blockdev-add).  The option
- * is parsed here already, so syntax errors are reported precisely.
+ * --blockdev: the same BlockdevOptions as blockdev-add, in JSON or in
+ * QEMU's dotted-key form (whose strings are converted to the schema's
+ * types first).
  */
 static bool process_blockdev_option(const char *arg, GError **errp)
 {
-    g_autoptr(JsonObject) opts = NULL;
+    g_autoptr(JsonNode) node = NULL;
+    QapiValidateFlags flags = QAPI_VALIDATE_DEFAULT;
 
     if (arg[0] == '{') {
-        g_autoptr(JsonNode) node = qmp_json_parse(arg, strlen(arg), errp);
-
+        node = qmp_json_parse(arg, strlen(arg), errp);
         if (!node) {
             return false;
         }
@@ -121,20 +125,19 @@ static bool process_blockdev_option(const char *arg, GError **errp)
             error_setg(errp, "--blockdev JSON must be an object");
             return false;
         }
-        opts = json_object_ref(json_node_get_object(node));
     } else {
-        opts = keyval_parse(arg, "driver", errp);
+        g_autoptr(JsonObject) opts = keyval_parse(arg, "driver", errp);
         if (!opts) {
             return false;
         }
+        node = json_node_init_object(json_node_alloc(), opts);
+        flags = QAPI_VALIDATE_COERCE_STRINGS;
     }
-    /*
-     * TODO(block layer): validate against BlockdevOptions (JSON form with
-     * QAPI_VALIDATE_DEFAULT, keyval form with QAPI_VALIDATE_COERCE_STRINGS)
-     * and call the blockdev-add implementation.
-     */
-    error_setg(errp, "--blockdev is not supported yet");
-    return false;
+    if (!qapi_validate(qapi_schema_builtin(), "BlockdevOptions", node, NULL,
+                       flags, errp)) {
+        return false;
+    }
+    return blockdev_add(json_node_get_object(node), errp) != NULL;
 }
 
 static bool process_monitor_option(const char *arg, GError **errp)
@@ -339,6 +342,9 @@ static void clean_shutdown(void)
         ShutdownCause_str[qemu_system_shutdown_cause()]);
     qmp_event_emit(QAPI_EVENT_SHUTDOWN, data);
     qemu_run_exit_hooks();
+    /* Nodes close after the exit hooks (exports) release them. */
+    blockdev_close_all();
+    bdrv_close_all();
     monitor_cleanup();
     qsd_chardev_cleanup();
     remove_pidfile();
@@ -352,6 +358,7 @@ static void fail(const char *opt, const char *arg, GError *err)
         error_report("%s", err->message);
     }
     g_error_free(err);
+    blockdev_close_all();
     monitor_cleanup();
     remove_pidfile();
     exit(EXIT_FAILURE);

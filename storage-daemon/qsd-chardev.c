@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "qapi/error.h"
-#include "qapi/keyval.h"
+#include "util/keyval.h"
 #include "qapi/qobject-json.h"
 
 static GPtrArray *chardevs;

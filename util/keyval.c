@@ -1,8 +1,8 @@
 /*
- * Parser for QEMU's key=value option syntax (see include/qapi/keyval.h).
+ * Parser for QEMU's key=value option syntax (see include/util/keyval.h).
  * Produces a mutable json-glib object tree whose scalars are strings.
  */
-#include "qapi/keyval.h"
+#include "util/keyval.h"
 
 #include <stdlib.h>
 #include <string.h>

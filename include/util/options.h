@@ -13,13 +13,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-/*
- * Parse "key=value,key2.sub=value" (",," escapes a comma inside a value).
- * If the first element has no '=', it is the value of @implied_key (when
- * non-NULL).  Dotted keys build nested objects.  Returns a new object.
- */
-JsonObject *keyval_parse(const char *str, const char *implied_key,
-                         GError **errp);
+/* keyval_parse() (dotted keys to a JSON tree) lives in util/keyval.h. */
+#include "util/keyval.h"
 
 /* Parse a JSON text that must be an object ("json:" pseudo-filenames). */
 JsonObject *options_parse_json(const char *text, GError **errp);

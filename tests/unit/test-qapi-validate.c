@@ -1,6 +1,6 @@
 /*
  * Unit tests for the schema validator (qapi/qapi-validate.c), the keyval
- * parser (qapi/keyval.c) and JSON output (qapi/qobject-json.c), against
+ * parser (util/keyval.c) and JSON output (qapi/qobject-json.c), against
  * the schema in tests/unit/qapi-schema-test.json.
  */
 #include <string.h>
@@ -9,7 +9,7 @@
 
 #include "monitor/qmp-stream.h"
 #include "qapi/error.h"
-#include "qapi/keyval.h"
+#include "util/keyval.h"
 #include "qapi/qapi-validate.h"
 #include "qapi/qobject-json.h"
 #include "test_qapi-types.h"
