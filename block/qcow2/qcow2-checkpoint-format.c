@@ -44,6 +44,34 @@ size_t qcow2_ckpt_table_size(const CheckpointChain *chain)
     return size;
 }
 
+/* An extension with @len data bytes: header, data, padding. */
+static uint64_t ext_bytes(uint64_t len)
+{
+    return QCOW2_CKPT_EXT_HEADER_SIZE + pad8(len);
+}
+
+uint64_t qcow2_ckpt_other_bytes(const Qcow2CkptHeaderUse *use)
+{
+    uint64_t n = MAX(use->header_length, QCOW2_CKPT_QEMU_HEADER_SIZE);
+
+    if (use->backing_fmt_len) {
+        n += ext_bytes(use->backing_fmt_len);
+    }
+    if (use->data_file_len) {
+        n += ext_bytes(use->data_file_len);
+    }
+    if (use->crypto) {
+        n += ext_bytes(QCOW2_CKPT_QEMU_CRYPTO_EXT_SIZE);
+    }
+    if (use->cluster_size >= QCOW2_CKPT_QEMU_FEATURE_TABLE_MIN_CLUSTER) {
+        n += ext_bytes(QCOW2_CKPT_QEMU_FEATURE_TABLE_SIZE);
+    }
+    n += ext_bytes(QCOW2_CKPT_QEMU_BITMAPS_EXT_SIZE);
+    n += use->unknown_ext_bytes;
+    n += QCOW2_CKPT_EXT_HEADER_SIZE;        /* the end marker */
+    return n + use->backing_file_len;
+}
+
 size_t qcow2_ckpt_table_room(uint64_t cluster_size, uint64_t other_bytes)
 {
     uint64_t room;

@@ -7,6 +7,7 @@
 #ifndef BLOCK_QCOW2_CHECKPOINT_FORMAT_H
 #define BLOCK_QCOW2_CHECKPOINT_FORMAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -21,6 +22,13 @@
 
 /* Every header extension starts with 4 bytes type, 4 bytes length. */
 #define QCOW2_CKPT_EXT_HEADER_SIZE 8
+
+/* What QEMU 7.2 writes in the header cluster (qcow2_ckpt_other_bytes()). */
+#define QCOW2_CKPT_QEMU_HEADER_SIZE 112
+#define QCOW2_CKPT_QEMU_FEATURE_TABLE_SIZE 384  /* 8 names of 48 bytes */
+#define QCOW2_CKPT_QEMU_FEATURE_TABLE_MIN_CLUSTER 8192
+#define QCOW2_CKPT_QEMU_BITMAPS_EXT_SIZE 24
+#define QCOW2_CKPT_QEMU_CRYPTO_EXT_SIZE 16
 
 /* "Table header" (all fields big-endian). */
 #define QCOW2_CKPT_TABLE_VERSION 1
@@ -50,6 +58,31 @@
 
 /* The table lives in one cluster, at most 2 MiB. */
 #define QCOW2_CKPT_TABLE_MAX_SIZE ((size_t)2 * 1024 * 1024)
+
+/*
+ * What the header cluster holds besides the checkpoint table, described
+ * the way QEMU 7.2 lays it out when it rewrites the header (and it does
+ * on every read-write open that clears our autoclear bit: if its layout
+ * does not fit the cluster, QEMU refuses to open the image).
+ */
+typedef struct Qcow2CkptHeaderUse {
+    uint64_t cluster_size;
+    uint32_t header_length;     /* incl. unknown fields; QEMU writes >= 112 */
+    size_t backing_fmt_len;     /* backing format extension data, 0: none */
+    size_t data_file_len;       /* external data file extension, 0: none */
+    bool crypto;                /* full disk encryption header pointer */
+    size_t unknown_ext_bytes;   /* other extensions, headers and padding */
+    size_t backing_file_len;    /* backing file name, 0: none */
+} Qcow2CkptHeaderUse;
+
+/*
+ * The bytes QEMU 7.2 needs in the header cluster besides our table: the
+ * header, the extensions it writes (its feature table only for clusters
+ * above 4 KiB; the bitmaps extension always, since every checkpoint has a
+ * bitmap), the unknown ones, the end marker and the backing file name.
+ * The @other_bytes argument below.
+ */
+uint64_t qcow2_ckpt_other_bytes(const Qcow2CkptHeaderUse *use);
 
 /* Bytes of one entry; @bitmap_len 0 means "same as the name". */
 size_t qcow2_ckpt_entry_size(size_t name_len, size_t bitmap_len);

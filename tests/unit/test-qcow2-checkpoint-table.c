@@ -78,6 +78,8 @@ static void test_golden_bytes(void)
     fix_crc(want, sizeof(want));
     g_assert_cmpmem(buf, len, want, sizeof(want));
     g_assert_cmphex(qcow2_ckpt_table_crc(buf, len), ==, ldl_be(want + 12));
+    /* The same value Python's zlib.crc32() gives (docs example). */
+    g_assert_cmphex(ldl_be(buf + 12), ==, 0x4a1a2d13);
 }
 
 static void test_empty(void)
@@ -191,6 +193,10 @@ static void test_any_order(void)
 static void test_capacity(void)
 {
     /* 64 KiB image as QEMU 7.2 writes it: 544 bytes of other header. */
+    g_assert_cmpuint(qcow2_ckpt_table_capacity(512, 152, 8, 0), ==, 10);
+    g_assert_cmpuint(qcow2_ckpt_table_capacity(4096, 152, 8, 0), ==, 122);
+    g_assert_cmpuint(qcow2_ckpt_table_capacity(2097152, 544, 8, 0), ==,
+                     65518);
     g_assert_cmpuint(qcow2_ckpt_table_room(65536, 544), ==, 64984);
     g_assert_cmpuint(qcow2_ckpt_table_capacity(65536, 544, 1, 0), ==,
                      (64984 - 16) / 32);
@@ -211,32 +217,62 @@ static void test_capacity(void)
     g_assert_cmpuint(qcow2_ckpt_entry_size(1023, 1023), ==, 2072);
 }
 
+/*
+ * QEMU 7.2's header layout, checked against qemu-io: with exactly the
+ * room computed from these numbers it rewrites the header; 8 bytes more
+ * and it refuses to open the image read-write.
+ */
+static void test_other_bytes(void)
+{
+    Qcow2CkptHeaderUse use = { .cluster_size = 4096, .header_length = 112 };
+
+    /* Header, bitmaps extension, end marker; no feature table at 4 KiB. */
+    g_assert_cmpuint(qcow2_ckpt_other_bytes(&use), ==, 152);
+    use.cluster_size = 512;
+    use.header_length = 104;    /* rewritten as 112 */
+    g_assert_cmpuint(qcow2_ckpt_other_bytes(&use), ==, 152);
+    use.cluster_size = 8192;
+    g_assert_cmpuint(qcow2_ckpt_other_bytes(&use), ==, 544);
+    use.cluster_size = 65536;
+    g_assert_cmpuint(qcow2_ckpt_other_bytes(&use), ==, 544);
+    use.header_length = 120;
+    use.backing_fmt_len = 5;    /* "qcow2": 8 + 8 */
+    use.backing_file_len = 21;
+    use.data_file_len = 9;      /* 8 + 16 */
+    use.crypto = true;          /* 8 + 16 */
+    use.unknown_ext_bytes = 40;
+    g_assert_cmpuint(qcow2_ckpt_other_bytes(&use), ==,
+                     120 + 16 + 24 + 24 + 392 + 32 + 40 + 8 + 21);
+}
+
 static void test_table_full(void)
 {
     g_autoptr(CheckpointChain) chain = ckpt_chain_new();
     g_autoptr(GError) err = NULL;
     g_autofree uint8_t *buf = NULL;
-    size_t cap = qcow2_ckpt_table_capacity(4096, 544, 8, 0);
+    Qcow2CkptHeaderUse use = { .cluster_size = 4096, .header_length = 112 };
+    uint64_t other = qcow2_ckpt_other_bytes(&use);
+    size_t cap = qcow2_ckpt_table_capacity(4096, other, 8, 0);
     size_t len;
 
-    g_assert_cmpuint(cap, ==, 110);
+    g_assert_cmpuint(cap, ==, 122);
     for (size_t i = 0; i < cap; i++) {
         g_autofree char *name = g_strdup_printf("ckpt%04zu", i);
 
         add(chain, name, NULL, 65536, i, 0);
     }
-    g_assert_true(qcow2_ckpt_table_encode(chain, 4096, 544, &buf, &len,
+    g_assert_true(qcow2_ckpt_table_encode(chain, 4096, other, &buf, &len,
                                           &err));
-    g_assert_cmpuint(544 + 8 + len, <=, 4096);
+    g_assert_cmpuint(other + 8 + len, <=, 4096);
     g_clear_pointer(&buf, g_free);
 
-    add(chain, "ckpt0110", NULL, 65536, 111, 0);
-    g_assert_false(qcow2_ckpt_table_encode(chain, 4096, 544, &buf, &len,
+    add(chain, "ckpt0122", NULL, 65536, 122, 0);
+    g_assert_false(qcow2_ckpt_table_encode(chain, 4096, other, &buf, &len,
                                            &err));
     g_assert_null(buf);
-    g_assert_cmpstr(err->message, ==, "checkpoint table full: 110 "
+    g_assert_cmpstr(err->message, ==, "checkpoint table full: 122 "
                     "checkpoints with these names fit in the header area "
-                    "of a 4096-byte cluster image, 111 requested\n"
+                    "of a 4096-byte cluster image, 123 requested\n"
                     "Remove old checkpoints or use shorter names; images "
                     "with larger clusters hold more");
     g_clear_error(&err);
@@ -596,6 +632,7 @@ int main(int argc, char **argv)
                     test_round_trip_random);
     g_test_add_func("/qcow2-ckpt-table/any-order", test_any_order);
     g_test_add_func("/qcow2-ckpt-table/capacity", test_capacity);
+    g_test_add_func("/qcow2-ckpt-table/other-bytes", test_other_bytes);
     g_test_add_func("/qcow2-ckpt-table/table-full", test_table_full);
     g_test_add_func("/qcow2-ckpt-table/bad-header", test_bad_header);
     g_test_add_func("/qcow2-ckpt-table/bad-counts", test_bad_counts);
