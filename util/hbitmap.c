@@ -18,6 +18,7 @@
  * two words per level.
  */
 #include "util/hbitmap.h"
+#include "util/align.h"
 
 #include <assert.h>
 #include <string.h>
@@ -710,6 +711,16 @@ void hbitmap_sha256(const HBitmap *hb, char out[65])
 
         hb_serialize_bits(hb, buf, bit, nbits);
         g_checksum_update(sum, buf, (gssize)((nbits + 7) / 8));
+    }
+    /*
+     * QEMU hashes whole 64-bit words; pad the same way so that the
+     * x-debug-block-dirty-bitmap-sha256 answers of both agree.
+     */
+    {
+        static const uint8_t zeroes[8];
+        uint64_t pad = DIV_ROUND_UP(hb->nb_bits, 64) * 8 -
+                       DIV_ROUND_UP(hb->nb_bits, 8);
+        g_checksum_update(sum, zeroes, (gssize)pad);
     }
     g_strlcpy(out, g_checksum_get_string(sum), 65);
 }

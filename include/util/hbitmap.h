@@ -139,8 +139,8 @@ void hbitmap_deserialize_part(HBitmap *hb, const uint8_t *buf,
 void hbitmap_deserialize_zeroes(HBitmap *hb, uint64_t offset, uint64_t bytes);
 void hbitmap_deserialize_ones(HBitmap *hb, uint64_t offset, uint64_t bytes);
 
-/* SHA-256 of the whole serialized bitmap (ceil(nb_bits / 8) bytes), as 64
- * lowercase hex digits and a NUL. */
+/* SHA-256 of the whole serialized bitmap, zero-padded to whole 64-bit
+ * words as QEMU hashes it, as 64 lowercase hex digits and a NUL. */
 void hbitmap_sha256(const HBitmap *hb, char out[65]);
 
 /* For tests: every summary bit matches the level below, padding bits are

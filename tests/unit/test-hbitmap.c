@@ -208,7 +208,9 @@ static void check_serialized(const HBitmap *hb, const Model *m)
 {
     uint64_t n = hbitmap_serialization_size(hb, 0, UINT64_MAX);
     g_autofree uint8_t *buf = g_malloc0(n + 1);
-    g_autofree uint8_t *want = g_malloc0(n + 1);
+    /* Room for the hash's padding to whole 64-bit words. */
+    uint64_t padded = (m->nbits + 63) / 64 * 8;
+    g_autofree uint8_t *want = g_malloc0(padded + 1);
     g_autofree gchar *sum = NULL;
     char hex[65];
 
@@ -218,7 +220,7 @@ static void check_serialized(const HBitmap *hb, const Model *m)
     }
     hbitmap_serialize_part(hb, buf, 0, UINT64_MAX);
     g_assert_cmpmem(buf, n, want, n);
-    sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, want, n);
+    sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, want, padded);
     hbitmap_sha256(hb, hex);
     g_assert_cmpstr(hex, ==, sum);
 }
@@ -731,7 +733,12 @@ static void test_serialize_layout(void)
     hbitmap_serialize_part(hb, buf, 0, UINT64_MAX);
     g_assert_cmpmem(buf, 3, want, 3);
     g_assert_cmpuint(buf[3], ==, 0xee);
-    sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, want, 3);
+    /* The hash covers whole 64-bit words, as QEMU's does. */
+    {
+        uint8_t word[8] = {0};
+        memcpy(word, want, 3);
+        sum = g_compute_checksum_for_data(G_CHECKSUM_SHA256, word, 8);
+    }
     hbitmap_sha256(hb, hex);
     g_assert_cmpstr(hex, ==, sum);
 
