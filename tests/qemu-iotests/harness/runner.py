@@ -123,6 +123,10 @@ def main():
     ap.add_argument('selectors', nargs='*')
     args = ap.parse_args()
 
+    # Python put this script's own folder (harness/) first on the path; its
+    # modules must be imported as harness.X, or harness/nbd.py would hide
+    # python3-libnbd's `nbd`.
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or '.') != HERE]
     sys.path.insert(0, IOTESTS)
     path = os.path.abspath(args.file)
     stem = os.path.splitext(os.path.basename(path))[0]
