@@ -559,6 +559,23 @@ const char *ckpt_chain_unusable_reason(const CheckpointChain *chain,
     return NULL;
 }
 
+const char **ckpt_chain_unusable_reasons(const CheckpointChain *chain)
+{
+    guint n = chain->list->len;
+    const char **reasons = g_new0(const char *, n + 1);
+    const char *nearest = NULL;
+
+    for (guint i = n; i-- > 0;) {
+        const Checkpoint *c = g_ptr_array_index(chain->list, i);
+
+        if (c->damage != CKPT_DAMAGE_NONE) {
+            nearest = c->damage_reason;
+        }
+        reasons[i] = nearest;
+    }
+    return reasons;
+}
+
 /* Bitmap names of checkpoints [from, to), or NULL if one is damaged. */
 static char **range_bitmaps(const CheckpointChain *chain, const char *name,
                             guint from, guint to, GError **errp)

@@ -24,6 +24,9 @@
  * the problem) and is removed only with the checkpoint.  A checkpoint is
  * usable when no checkpoint from it to the newest is damaged: a change set
  * is either exact or refused, never partial.
+ *
+ * A chain is a plain data structure with no lock: the node's owner uses
+ * it from the main thread only.
  */
 #ifndef BLOCK_CHECKPOINT_H
 #define BLOCK_CHECKPOINT_H
@@ -217,6 +220,12 @@ char **ckpt_changed_between(const CheckpointChain *chain, const char *older,
  */
 const char *ckpt_chain_unusable_reason(const CheckpointChain *chain,
                                        guint index);
+
+/*
+ * The same for every checkpoint at once, in O(n): a new array (g_free) of
+ * ckpt_chain_length() borrowed reasons, NULL for usable checkpoints.
+ */
+const char **ckpt_chain_unusable_reasons(const CheckpointChain *chain);
 
 /* ---- Validation against the node's bitmaps ---- */
 

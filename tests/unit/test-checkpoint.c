@@ -734,6 +734,7 @@ static void sim_check(Sim *s)
     guint n = ckpt_chain_length(s->chain);
     g_autofree bool *bad = g_new0(bool, n + 1);  /* damage in [i, n) */
     g_autoptr(GError) err = NULL;
+    g_autofree const char **reasons = ckpt_chain_unusable_reasons(s->chain);
     guint recording = 0;
 
     g_assert_true(ckpt_chain_check_invariants(s->chain, &err));
@@ -767,6 +768,7 @@ static void sim_check(Sim *s)
 
         g_assert_true((ckpt_chain_unusable_reason(s->chain, i) == NULL) ==
                       !bad[i]);
+        g_assert_true(reasons[i] == ckpt_chain_unusable_reason(s->chain, i));
         g_assert_true((v == NULL) == bad[i]);
         if (v) {
             g_assert_cmphex(union_of(s, v), ==,
