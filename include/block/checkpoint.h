@@ -107,7 +107,7 @@ bool ckpt_chain_append(CheckpointChain *chain, const Checkpoint *c,
 bool ckpt_chain_check_invariants(const CheckpointChain *chain, GError **errp);
 
 /*
- * Does @name follow the naming rules?  @what ("checkpoint", "bitmap")
+ * Does @name follow the naming rules?  @what ("Checkpoint", "Bitmap")
  * starts the error message.
  */
 bool ckpt_check_name(const char *what, const char *name, GError **errp);
