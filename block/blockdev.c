@@ -70,3 +70,14 @@ void blockdev_close_all(void)
         bdrv_unref(bs);
     }
 }
+
+BlockDriverState *blockdev_lookup_node(const char *name, GError **errp)
+{
+    BlockDriverState *bs = name ? bdrv_find_node(name) : NULL;
+
+    if (!bs) {
+        error_setg(errp, "Cannot find device='%s' nor node-name='%s'",
+                   name ? name : "", name ? name : "");
+    }
+    return bs;
+}

@@ -1,6 +1,7 @@
 /* Builders of QEMU-shaped node descriptions (ImageInfo, BlockDeviceInfo). */
 #include "block/qapi-info.h"
 #include "block/block_int.h"
+#include "block/dirty-bitmap.h"
 
 JsonObject *bdrv_image_info(BlockDriverState *bs, GError **errp)
 {
@@ -59,6 +60,39 @@ static int backing_depth(BlockDriverState *bs)
     return depth;
 }
 
+/* BlockDirtyInfo of every named bitmap of @bs (NULL when it has none). */
+static JsonArray *dirty_bitmaps_info(BlockDriverState *bs)
+{
+    JsonArray *arr;
+
+    if (!bdrv_dirty_bitmap_first(bs)) {
+        return NULL;
+    }
+    arr = json_array_new();
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        JsonObject *o = json_object_new();
+        bool inconsistent = bdrv_dirty_bitmap_inconsistent(bm);
+
+        json_object_set_string_member(o, "name", bdrv_dirty_bitmap_name(bm));
+        json_object_set_boolean_member(o, "recording",
+                                       bdrv_dirty_bitmap_recording(bm));
+        json_object_set_boolean_member(o, "persistent",
+                                       bdrv_dirty_bitmap_persistent(bm));
+        json_object_set_boolean_member(o, "busy",
+                                       bdrv_dirty_bitmap_busy(bm));
+        json_object_set_int_member(o, "granularity",
+                                   bdrv_dirty_bitmap_granularity(bm));
+        json_object_set_int_member(o, "count",
+                                   inconsistent ? 0 : bdrv_get_dirty_count(bm));
+        if (inconsistent) {
+            json_object_set_boolean_member(o, "inconsistent", true);
+        }
+        json_array_add_object_element(arr, o);
+    }
+    return arr;
+}
+
 JsonObject *bdrv_block_device_info(BlockDriverState *bs, GError **errp)
 {
     g_autoptr(JsonObject) info = json_object_new();
@@ -94,6 +128,12 @@ JsonObject *bdrv_block_device_info(BlockDriverState *bs, GError **errp)
     json_object_set_boolean_member(cache, "no-flush",
                                    !!(bs->open_flags & BDRV_O_NO_FLUSH));
     json_object_set_object_member(info, "cache", cache);
+    {
+        JsonArray *bitmaps = dirty_bitmaps_info(bs);
+        if (bitmaps) {
+            json_object_set_array_member(info, "dirty-bitmaps", bitmaps);
+        }
+    }
     return g_steal_pointer(&info);
 }
 

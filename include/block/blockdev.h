@@ -16,6 +16,12 @@ bool blockdev_del(const char *node_name, GError **errp);
 /* Whether the monitor created @bs (so blockdev-del may remove it). */
 bool blockdev_is_monitor_owned(BlockDriverState *bs);
 
+/*
+ * Find a node for a QMP command's "node" argument, or fail with QEMU's
+ * "Cannot find device='X' nor node-name='X'".
+ */
+BlockDriverState *blockdev_lookup_node(const char *name, GError **errp);
+
 /* Close every monitor-owned node, newest first (daemon shutdown). */
 void blockdev_close_all(void);
 
