@@ -402,6 +402,15 @@ static BlockDriverState *bdrv_open_inherit(const char *filename,
         goto fail;
     }
     flags = c.flags;
+    /* Like QEMU, refuse a bad or taken name before touching any file. */
+    if (c.node_name && !node_name_valid(c.node_name)) {
+        error_setg(errp, "Invalid node-name: '%s'", c.node_name);
+        goto fail;
+    }
+    if (c.node_name && bdrv_find_node(c.node_name)) {
+        error_setg(errp, "Duplicate nodes with node-name='%s'", c.node_name);
+        goto fail;
+    }
     if (!filename && opts_has(opts, "filename") && !c.driver &&
         (flags & BDRV_O_PROTOCOL)) {
         c.driver = g_strdup("file");
