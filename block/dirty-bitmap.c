@@ -599,3 +599,24 @@ bool bdrv_store_persistent_dirty_bitmaps(BlockDriverState *bs, GError **errp)
     }
     return ops->store(bs, errp);
 }
+
+bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs)
+{
+    const BdrvBitmapDriverOps *ops = bitmap_ops(bs);
+
+    return ops && ops->can_store_new;
+}
+
+bool bdrv_format_supports_persistent_dirty_bitmap(const char *fmt)
+{
+    BlockDriver *drv = fmt ? bdrv_find_format(fmt) : NULL;
+
+    return drv && drv->bitmap_ops && drv->bitmap_ops->can_store_new;
+}
+
+bool bdrv_dirty_bitmaps_check_stored(BlockDriverState *bs, GError **errp)
+{
+    const BdrvBitmapDriverOps *ops = bitmap_ops(bs);
+
+    return !ops || !ops->check_stored || ops->check_stored(bs, errp);
+}

@@ -1,113 +1,574 @@
 /*
- * Persistent dirty bitmaps in qcow2 (the bitmaps header extension and
- * autoclear bit 0).  PLACEHOLDER: this file holds the hooks the rest of the
- * driver calls; the bitmaps work replaces it with the real implementation
- * (directory load/validate/store, the in_use + autoclear protocol, bitmap
- * table and data I/O).  Until then the extension is kept byte for byte in
- * Qcow2Header.exts, autoclear bit 0 is preserved, and check counts the
- * clusters the extension references so that repairs never free them.
+ * qcow2 persistent bitmaps: open (read and validate the directory, create
+ * one lazily-loaded bitmap per entry), lazy data load, format-specific
+ * info, the in-use protocol (flag before the first write, or before a
+ * change once writes started), adding and removing persistent bitmaps.
+ * Storing lives in qcow2-bitmap-store.c, check in qcow2-bitmap-check.c,
+ * the byte layout in qcow2-bitmap-dir.c.  Rules: docs/interop/bitmaps.md.
+ *
+ * Never fatal: a broken directory leaves the image openable (data stays
+ * readable); the error is kept in st->error and returned by the bitmap
+ * operations, and a read-write session clears the autoclear bit so that
+ * no program trusts the directory afterwards.
  */
 #include "qcow2.h"
+#include "qcow2-bitmap.h"
+#include "qapi/error.h"
 #include "util/bswap.h"
 
 #include <errno.h>
-#include <inttypes.h>
-#include <stdio.h>
+#include <string.h>
 
-#define BME_DIR_ENTRY_FIXED 24
-#define BME_TABLE_OFFSET_MASK UINT64_C(0x00fffffffffffe00)
-#define BME_MAX_TABLE_BYTES (64 * 1024 * 1024)
-#define BME_MAX_DIR_BYTES (64 * 1024 * 1024)
+/* Read at most this much bitmap data per request while loading. */
+#define LOAD_CHUNK (4 * 1024 * 1024)
+
+static Qcow2BitmapState *bm_state(BlockDriverState *bs)
+{
+    return ((Qcow2State *)bs->opaque)->bitmaps;
+}
+
+void qcow2_bitmap_geometry(BlockDriverState *bs, Qcow2BitmapGeometry *g)
+{
+    Qcow2State *s = bs->opaque;
+
+    g->cluster_size = s->cluster_size;
+    g->disk_size = s->size;
+    g->file_size = __atomic_load_n(&s->file_len, __ATOMIC_ACQUIRE);
+}
+
+/* Replace the directory copy (takes ownership of @dir). */
+void qcow2_bitmap_set_dir(Qcow2BitmapState *st, GPtrArray *dir)
+{
+    g_mutex_lock(&st->lock);
+    if (st->dir) {
+        g_ptr_array_unref(st->dir);
+    }
+    st->dir = dir;
+    g_hash_table_remove_all(st->by_name);
+    for (guint i = 0; i < dir->len; i++) {
+        Qcow2BitmapEntry *e = g_ptr_array_index(dir, i);
+        g_hash_table_insert(st->by_name, e->name, e);
+    }
+    g_mutex_unlock(&st->lock);
+}
+
+Qcow2BitmapEntry *qcow2_bitmap_find_entry(BlockDriverState *bs,
+                                          const char *name)
+{
+    Qcow2BitmapState *st = bm_state(bs);
+    Qcow2BitmapEntry *e, *copy = NULL;
+
+    if (!st) {
+        return NULL;
+    }
+    g_mutex_lock(&st->lock);
+    e = g_hash_table_lookup(st->by_name, name);
+    if (e) {
+        copy = qcow2_bitmap_entry_dup(e);
+    }
+    g_mutex_unlock(&st->lock);
+    return copy;
+}
+
+/* ---- Open and close ---- */
+
+static GPtrArray *read_directory(BlockDriverState *bs, const Qcow2RawExt *raw,
+                                 Qcow2BitmapExt *ext, GError **errp)
+{
+    Qcow2BitmapGeometry g;
+    g_autofree uint8_t *buf = NULL;
+    int ret;
+
+    qcow2_bitmap_geometry(bs, &g);
+    if (!qcow2_bitmap_ext_parse(raw->data, raw->len, &g, ext, errp)) {
+        return NULL;
+    }
+    buf = g_try_malloc(ext->dir_size);
+    if (!buf) {
+        error_setg(errp, "Not enough memory for a bitmap directory of %"
+                   PRIu64 " bytes", ext->dir_size);
+        return NULL;
+    }
+    ret = qcow2_read_host(bs, ext->dir_offset, ext->dir_size, buf);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Failed to read bitmap directory");
+        return NULL;
+    }
+    return qcow2_bitmap_dir_parse(buf, ext, &g, errp);
+}
+
+/* One bitmap object per entry; false if the node refused one. */
+static bool create_bitmaps(BlockDriverState *bs, Qcow2BitmapState *st,
+                           GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+
+    for (guint i = 0; i < st->dir->len; i++) {
+        Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
+        bool inconsistent = !st->trusted || (e->flags & QCOW2_BME_FLAG_IN_USE);
+        BdrvDirtyBitmap *bm;
+
+        e->foreign = !st->trusted;
+        bm = bdrv_create_stored_dirty_bitmap(
+            bs, UINT64_C(1) << e->granularity_bits, e->name,
+            e->flags & QCOW2_BME_FLAG_AUTO, inconsistent, errp);
+        if (!bm) {
+            g_prefix_error(errp, "Cannot load bitmap '%s': ", e->name);
+            return false;
+        }
+        if (!s->writable) {
+            bdrv_dirty_bitmap_set_readonly(bm, true);
+        }
+    }
+    return true;
+}
 
 int qcow2_bitmaps_open(BlockDriverState *bs, GError **errp)
 {
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = g_new0(Qcow2BitmapState, 1);
+    const Qcow2RawExt *raw;
+    GPtrArray *dir;
+
+    g_mutex_init(&st->lock);
+    g_mutex_init(&st->session_lock);
+    st->by_name = g_hash_table_new(g_str_hash, g_str_equal);
+    st->touched = g_hash_table_new_full(g_str_hash, g_str_equal, g_free,
+                                        NULL);
+    qcow2_bitmap_set_dir(st, g_ptr_array_new_with_free_func(
+                    (GDestroyNotify)qcow2_bitmap_entry_free));
+    s->bitmaps = st;
+    raw = qcow2_header_find_ext(&s->hdr, QCOW2_EXT_BITMAPS);
+    if (!raw) {
+        return 0;
+    }
+    st->ext_present = true;
+    st->trusted = s->hdr.version >= 3 &&
+                  (s->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS);
+    dir = read_directory(bs, raw, &st->ext, &st->error);
+    if (!dir) {
+        return 0;
+    }
+    qcow2_bitmap_set_dir(st, dir);
+    if (!create_bitmaps(bs, st, &st->error)) {
+        /* Undo: a directory we cannot mirror is treated as broken. */
+        for (guint i = 0; i < st->dir->len; i++) {
+            Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
+            BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, e->name);
+            if (bm) {
+                bdrv_release_dirty_bitmap(bm);
+            }
+        }
+        return 0;
+    }
+    g_mutex_lock(&s->lock);
+    qcow2_meta_add(s, st->ext.dir_offset, st->ext.dir_size,
+                   QCOW2_META_OTHER);
+    for (guint i = 0; i < st->dir->len; i++) {
+        Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
+        qcow2_meta_add(s, e->table_offset, (uint64_t)e->table_size * 8,
+                       QCOW2_META_OTHER);
+    }
+    g_mutex_unlock(&s->lock);
     return 0;
 }
 
-int qcow2_bitmaps_store(BlockDriverState *bs)
+void qcow2_bitmaps_close(BlockDriverState *bs)
 {
-    return 0;
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = s->bitmaps;
+
+    if (!st) {
+        return;
+    }
+    s->bitmaps = NULL;
+    g_ptr_array_unref(st->dir);
+    g_hash_table_unref(st->by_name);
+    g_hash_table_unref(st->touched);
+    g_clear_error(&st->error);
+    g_mutex_clear(&st->lock);
+    g_mutex_clear(&st->session_lock);
+    g_free(st);
 }
+
+/* ---- Info (metadata lock held) ---- */
 
 void qcow2_bitmaps_info(BlockDriverState *bs, JsonObject *data)
 {
+    Qcow2BitmapState *st = bm_state(bs);
+    JsonArray *list;
+
+    if (!st || !st->dir->len) {
+        return;
+    }
+    list = json_array_new();
+    g_mutex_lock(&st->lock);
+    for (guint i = 0; i < st->dir->len; i++) {
+        Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
+        JsonObject *o = json_object_new();
+        JsonArray *flags = json_array_new();
+
+        /* Same order as QEMU: in-use, then auto. */
+        if ((e->flags & QCOW2_BME_FLAG_IN_USE) || e->foreign) {
+            json_array_add_string_element(flags, "in-use");
+        }
+        if (e->flags & QCOW2_BME_FLAG_AUTO) {
+            json_array_add_string_element(flags, "auto");
+        }
+        json_object_set_array_member(o, "flags", flags);
+        json_object_set_string_member(o, "name", e->name);
+        json_object_set_int_member(o, "granularity",
+                                   (gint64)1 << e->granularity_bits);
+        json_array_add_object_element(list, o);
+    }
+    g_mutex_unlock(&st->lock);
+    json_object_set_array_member(data, "bitmaps", list);
 }
 
-static int count_bitmap_table(BlockDriverState *bs, Qcow2CheckRefs *r,
-                              uint64_t off, uint32_t size,
-                              BdrvCheckResult *res)
+/* ---- Lazy load (no metadata lock: called from queries and stores) ---- */
+
+/* Deserialize table entries [first, first + n), contiguous on disk. */
+static int load_run(BlockDriverState *bs, HBitmap *hb, uint64_t host,
+                    uint64_t first, uint64_t n, uint8_t *buf)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t bytes = (uint64_t)size * 8;
-    g_autofree uint64_t *t = NULL;
-    int ret;
+    uint64_t cs = s->cluster_size;
+    uint64_t per = cs * 8 * hbitmap_granularity(hb);
+    int ret = qcow2_read_host(bs, host, n * cs, buf);
 
-    if (bytes > BME_MAX_TABLE_BYTES || qcow2_offset_in_cluster(s, off)) {
-        fprintf(stderr, "ERROR bitmap table at %#" PRIx64 " is invalid\n",
-                off);
-        res->corruptions++;
-        return 0;
-    }
-    qcow2_check_inc_refs(r, off, bytes);
-    t = g_try_malloc(bytes ? bytes : 1);
-    if (!t) {
-        return -ENOMEM;
-    }
-    ret = qcow2_read_host(bs, off, bytes, t);
     if (ret < 0) {
-        res->check_errors++;
         return ret;
     }
-    for (uint32_t i = 0; i < size; i++) {
-        uint64_t e = ldq_be(&t[i]) & BME_TABLE_OFFSET_MASK;
-        if (e) {
-            qcow2_check_inc_refs(r, e, s->cluster_size);
-        }
+    for (uint64_t k = 0; k < n; k++) {
+        hbitmap_deserialize_part(hb, buf + k * cs, (first + k) * per, per,
+                                 false);
     }
     return 0;
 }
 
-int qcow2_bitmaps_check_refs(BlockDriverState *bs, Qcow2CheckRefs *r,
-                             BdrvCheckResult *res)
+static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
+                              HBitmap *hb, GError **errp)
 {
-    Qcow2State *s = bs->opaque;
-    const Qcow2RawExt *e = qcow2_header_find_ext(&s->hdr, QCOW2_EXT_BITMAPS);
-    g_autofree uint8_t *dir = NULL;
-    uint64_t dir_size, dir_off, pos = 0;
-    uint32_t n;
+    const char *name = bdrv_dirty_bitmap_name(bm);
+    g_autoptr(Qcow2BitmapEntry) e = qcow2_bitmap_find_entry(bs, name);
+    g_autofree uint64_t *table = NULL;
+    g_autofree uint8_t *buf = NULL;
+    Qcow2BitmapGeometry g;
+    uint64_t n, per, run_start = 0, run_len = 0, run_host = 0;
+    uint64_t chunk;
     int ret;
 
-    if (!e || e->len < 24) {
-        return 0;
+    if (!e) {
+        error_setg(errp, "Bitmap '%s' is not stored in the image", name);
+        return false;
     }
-    n = ldl_be(e->data);
-    dir_size = ldq_be(e->data + 8);
-    dir_off = ldq_be(e->data + 16);
-    if (dir_size > BME_MAX_DIR_BYTES || qcow2_offset_in_cluster(s, dir_off)) {
-        fprintf(stderr, "ERROR bitmap directory is invalid\n");
-        res->corruptions++;
-        return 0;
+    qcow2_bitmap_geometry(bs, &g);
+    n = qcow2_bitmap_table_entries(hbitmap_size(hb), e->granularity_bits,
+                                   g.cluster_size);
+    if (n > e->table_size) {
+        error_setg(errp, "Bitmap '%s' table has %" PRIu32 " entries, the "
+                   "disk needs %" PRIu64, name, e->table_size, n);
+        return false;
     }
-    qcow2_check_inc_refs(r, dir_off, dir_size);
-    dir = g_try_malloc(dir_size ? dir_size : 1);
-    if (!dir) {
-        return -ENOMEM;
+    chunk = MAX(g.cluster_size, LOAD_CHUNK);
+    table = g_try_new(uint64_t, MAX(n, 1));
+    buf = g_try_malloc(chunk);
+    if (!table || !buf) {
+        error_setg(errp, "Not enough memory to load bitmap '%s'", name);
+        return false;
     }
-    ret = qcow2_read_host(bs, dir_off, dir_size, dir);
+    ret = qcow2_read_host(bs, e->table_offset, n * 8, table);
     if (ret < 0) {
-        res->check_errors++;
-        return ret;
+        error_setg_errno(errp, -ret, "Could not read bitmap '%s' table",
+                         name);
+        return false;
     }
-    for (uint32_t i = 0; i < n && pos + BME_DIR_ENTRY_FIXED <= dir_size;
-         i++) {
-        uint8_t *d = dir + pos;
-        uint64_t len = BME_DIR_ENTRY_FIXED + ldw_be(d + 18) +
-                       (uint64_t)ldl_be(d + 20);
-        ret = count_bitmap_table(bs, r, ldq_be(d), ldl_be(d + 8), res);
-        if (ret < 0) {
-            return ret;
+    per = g.cluster_size * 8 * hbitmap_granularity(hb);
+    for (uint64_t i = 0; i <= n; i++) {
+        uint64_t ent = i < n ? ldq_be(&table[i]) : 0;
+        uint64_t off = ent & QCOW2_BME_TABLE_OFFSET_MASK;
+
+        if (i < n && !qcow2_bitmap_table_entry_check(ent, i, name, &g,
+                                                     errp)) {
+            return false;
         }
-        pos += (len + 7) & ~UINT64_C(7);
+        /* Extend the current run of contiguous data clusters, or flush. */
+        if (off && run_len && off == run_host + run_len * g.cluster_size &&
+            (run_len + 1) * g.cluster_size <= chunk) {
+            run_len++;
+            continue;
+        }
+        if (run_len) {
+            ret = load_run(bs, hb, run_host, run_start, run_len, buf);
+            if (ret < 0) {
+                error_setg_errno(errp, -ret, "Could not read bitmap '%s' "
+                                 "data", name);
+                return false;
+            }
+            run_len = 0;
+        }
+        if (off) {
+            run_start = i;
+            run_host = off;
+            run_len = 1;
+        } else if (ent & QCOW2_BME_TABLE_ALL_ONES) {
+            hbitmap_deserialize_ones(hb, i * per, per);
+        }
     }
-    return 0;
+    return true;
 }
+
+/* ---- The in-use protocol ---- */
+
+/* Is @bm a stored, trusted bitmap that may change in this session? */
+static bool may_change(Qcow2BitmapState *st, BdrvDirtyBitmap *bm)
+{
+    const char *name = bdrv_dirty_bitmap_name(bm);
+
+    return bdrv_dirty_bitmap_persistent(bm) &&
+           !bdrv_dirty_bitmap_inconsistent(bm) &&
+           (bdrv_dirty_bitmap_recording(bm) ||
+            g_hash_table_contains(st->touched, name));
+}
+
+/*
+ * Flag in-use on disk every entry named in @names (or, with @names NULL,
+ * every entry whose bitmap may change).  Metadata lock held.
+ */
+static int flag_in_use(BlockDriverState *bs, GHashTable *names,
+                       GError **errp)
+{
+    Qcow2BitmapState *st = bm_state(bs);
+    g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)qcow2_bitmap_entry_free);
+    g_autoptr(GHashTable) want = NULL;
+    bool changed = false;
+
+    if (!names) {
+        want = g_hash_table_new(g_str_hash, g_str_equal);
+        g_mutex_lock(&bs->dirty_bitmap_lock);
+        for (guint i = 0; i < bs->dirty_bitmaps->len; i++) {
+            BdrvDirtyBitmap *bm = g_ptr_array_index(bs->dirty_bitmaps, i);
+            if (may_change(st, bm)) {
+                g_hash_table_add(want, (char *)bdrv_dirty_bitmap_name(bm));
+            }
+        }
+        g_mutex_unlock(&bs->dirty_bitmap_lock);
+        names = want;
+    }
+    for (guint i = 0; i < st->dir->len; i++) {
+        Qcow2BitmapEntry *e = qcow2_bitmap_entry_dup(
+            g_ptr_array_index(st->dir, i));
+        if (!e->foreign && !(e->flags & QCOW2_BME_FLAG_IN_USE) &&
+            g_hash_table_contains(names, e->name)) {
+            e->flags |= QCOW2_BME_FLAG_IN_USE;
+            changed = true;
+        }
+        g_ptr_array_add(entries, e);
+    }
+    if (!changed) {
+        return 0;
+    }
+    return qcow2_bitmap_write_dir(bs, entries, NULL, errp);
+}
+
+/* A broken directory must not be trusted once we write: clear the bit. */
+static int distrust_directory(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    int ret;
+
+    if (!(s->hdr.autoclear_features & QCOW2_AUTOCLEAR_BITMAPS)) {
+        return 0;
+    }
+    s->hdr.autoclear_features &= ~QCOW2_AUTOCLEAR_BITMAPS;
+    ret = qcow2_write_header_field(bs, QCOW2_HDR_AUTOCLEAR, 8,
+                                   s->hdr.autoclear_features);
+    return ret < 0 ? ret : bdrv_flush(bs->file);
+}
+
+int qcow2_bitmaps_before_write(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = bm_state(bs);
+    g_autoptr(GError) err = NULL;
+    int ret = 0;
+
+    if (!st || g_atomic_int_get(&st->session)) {
+        return 0;
+    }
+    g_mutex_lock(&st->session_lock);
+    if (!g_atomic_int_get(&st->session)) {
+        g_mutex_lock(&s->lock);
+        if (!s->writable) {
+            ret = 0;
+        } else if (st->error) {
+            ret = distrust_directory(bs);
+        } else if (st->dir->len) {
+            ret = flag_in_use(bs, NULL, &err);
+        }
+        g_mutex_unlock(&s->lock);
+        if (ret == 0) {
+            g_atomic_int_set(&st->session, 1);
+        }
+    }
+    g_mutex_unlock(&st->session_lock);
+    return ret;
+}
+
+static bool qcow2_bitmap_before_change(BlockDriverState *bs,
+                                       BdrvDirtyBitmap *bm, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = bm_state(bs);
+    const char *name = bdrv_dirty_bitmap_name(bm);
+    g_autoptr(GHashTable) one = NULL;
+    int ret;
+
+    if (!st || !name || !s->writable) {
+        return true;
+    }
+    g_mutex_lock(&st->session_lock);
+    g_hash_table_add(st->touched, g_strdup(name));
+    if (!g_atomic_int_get(&st->session)) {
+        /* Flagged at the first write, if one comes before the store. */
+        g_mutex_unlock(&st->session_lock);
+        return true;
+    }
+    one = g_hash_table_new(g_str_hash, g_str_equal);
+    g_hash_table_add(one, (char *)name);
+    g_mutex_lock(&s->lock);
+    ret = flag_in_use(bs, one, errp);
+    g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&st->session_lock);
+    return ret == 0;
+}
+
+/* ---- Adding and removing ---- */
+
+static bool can_store_new(BlockDriverState *bs, const char *name,
+                          uint64_t granularity, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = bm_state(bs);
+    Qcow2BitmapGeometry g;
+    uint64_t dir_size = qcow2_bitmap_entry_size(strlen(name));
+    guint count = 1;
+
+    if (s->hdr.version < 3) {
+        error_setg(errp, "Cannot store dirty bitmaps in qcow2 v2 files");
+        return false;
+    }
+    if (!s->writable) {
+        error_setg(errp, "The image is opened read-only");
+        return false;
+    }
+    if (st->error) {
+        error_setg(errp, "%s", st->error->message);
+        return false;
+    }
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        if (bdrv_dirty_bitmap_persistent(bm)) {
+            count++;
+            dir_size += qcow2_bitmap_entry_size(
+                strlen(bdrv_dirty_bitmap_name(bm)));
+        }
+    }
+    if (count > QCOW2_MAX_BITMAPS) {
+        error_setg(errp, "Maximum number of persistent bitmaps is already "
+                   "reached");
+        return false;
+    }
+    if (dir_size > QCOW2_MAX_BITMAP_DIRECTORY_SIZE) {
+        error_setg(errp, "Not enough space in the bitmap directory");
+        return false;
+    }
+    qcow2_bitmap_geometry(bs, &g);
+    return qcow2_bitmap_check_constraints(name, granularity, &g, errp);
+}
+
+static bool qcow2_bitmap_can_store_new(BlockDriverState *bs, const char *name,
+                                       uint64_t granularity, GError **errp)
+{
+    if (!can_store_new(bs, name, granularity, errp)) {
+        g_prefix_error(errp, "Can't make bitmap '%s' persistent in '%s': ",
+                       name, bdrv_get_node_name(bs));
+        return false;
+    }
+    return true;
+}
+
+static bool qcow2_bitmap_remove(BlockDriverState *bs, const char *name,
+                                GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = bm_state(bs);
+    g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)qcow2_bitmap_entry_free);
+    g_autoptr(GPtrArray) gone = g_ptr_array_new_with_free_func(
+        (GDestroyNotify)qcow2_bitmap_entry_free);
+    int ret;
+
+    if (st->error) {
+        error_setg(errp, "%s", st->error->message);
+        return false;
+    }
+    g_mutex_lock(&st->session_lock);
+    g_hash_table_remove(st->touched, name);
+    g_mutex_lock(&s->lock);
+    for (guint i = 0; i < st->dir->len; i++) {
+        Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
+        g_ptr_array_add(strcmp(e->name, name) ? entries : gone,
+                        qcow2_bitmap_entry_dup(e));
+    }
+    ret = gone->len ? qcow2_bitmap_write_dir(bs, entries, gone, errp) : 0;
+    g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&st->session_lock);
+    return ret == 0;
+}
+
+static bool qcow2_bitmap_store(BlockDriverState *bs, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    Qcow2BitmapState *st = bm_state(bs);
+    int ret;
+
+    if (!st) {
+        return true;
+    }
+    g_mutex_lock(&st->session_lock);
+    g_mutex_lock(&s->lock);
+    ret = qcow2_bitmaps_store_locked(bs, errp);
+    g_mutex_unlock(&s->lock);
+    g_mutex_unlock(&st->session_lock);
+    return ret == 0;
+}
+
+static bool qcow2_bitmap_check_stored(BlockDriverState *bs, GError **errp)
+{
+    Qcow2BitmapState *st = bm_state(bs);
+
+    if (st && st->error) {
+        error_setg(errp, "%s", st->error->message);
+        return false;
+    }
+    return true;
+}
+
+/* The hook qcow2_quiesce() calls (metadata lock held; errors dropped). */
+int qcow2_bitmaps_store(BlockDriverState *bs)
+{
+    g_autoptr(GError) err = NULL;
+
+    return qcow2_bitmaps_store_locked(bs, &err);
+}
+
+const BdrvBitmapDriverOps qcow2_bitmap_ops = {
+    .can_store_new = qcow2_bitmap_can_store_new,
+    .remove_persistent = qcow2_bitmap_remove,
+    .load = qcow2_bitmap_load,
+    .before_change = qcow2_bitmap_before_change,
+    .store = qcow2_bitmap_store,
+    .check_stored = qcow2_bitmap_check_stored,
+};

@@ -52,6 +52,11 @@ typedef struct Qcow2BitmapEntry {
     uint8_t type;
     uint8_t granularity_bits;
     char *name;                 /* NUL-terminated; no NUL inside */
+    /*
+     * In memory only: the entry came from a directory whose autoclear bit
+     * was clear, so its clusters may belong to someone else by now.
+     */
+    bool foreign;
 } Qcow2BitmapEntry;
 
 /* What the codec needs to know about the image. */
@@ -117,5 +122,57 @@ bool qcow2_bitmap_table_entry_check(uint64_t entry, uint64_t i,
 bool qcow2_bitmap_check_constraints(const char *name, uint64_t granularity,
                                     const Qcow2BitmapGeometry *g,
                                     GError **errp);
+
+/* ---- The driver's bitmap state (Qcow2State.bitmaps) ---- */
+
+typedef struct Qcow2BitmapState {
+    /*
+     * Protects dir and by_name.  Innermost: taken under Qcow2State.lock
+     * or alone, never held across I/O.
+     */
+    GMutex lock;
+    /* Serializes the start of a write session (first write). */
+    GMutex session_lock;
+    /*
+     * A write session is active: every stored bitmap that may change
+     * (recording, or touched) is flagged in-use on disk.  Atomic.
+     */
+    gint session;
+    bool ext_present;       /* the image had a bitmaps extension */
+    /*
+     * The autoclear bit was set at open: the directory describes clusters
+     * that are really the bitmaps'.  If not, every bitmap is inconsistent
+     * and their clusters are never freed (another program may own them).
+     */
+    bool trusted;
+    GError *error;          /* the directory is unusable: why */
+    Qcow2BitmapExt ext;     /* as on disk now (if dir->len) */
+    GPtrArray *dir;         /* Qcow2BitmapEntry *: the directory on disk */
+    GHashTable *by_name;    /* name -> entry of dir */
+    GHashTable *touched;    /* names changed in this session (owned) */
+} Qcow2BitmapState;
+
+/* qcow2-bitmap.c (hooks for the driver: see qcow2.h) */
+/* Replace the in-memory directory (takes @dir); metadata lock held. */
+void qcow2_bitmap_set_dir(Qcow2BitmapState *st, GPtrArray *dir);
+/* The image's geometry for the codec. */
+void qcow2_bitmap_geometry(BlockDriverState *bs, Qcow2BitmapGeometry *g);
+/* Copy of the on-disk entry of @name (NULL if none); st->lock not held. */
+Qcow2BitmapEntry *qcow2_bitmap_find_entry(BlockDriverState *bs,
+                                          const char *name);
+
+/* qcow2-bitmap-store.c (metadata lock held) */
+/*
+ * Make @entries the image's directory (crash-safe: new clusters, sync,
+ * header switch, sync), then free the clusters of the old directory and
+ * of the tables in @free_tables (Qcow2BitmapEntry *) if they are ours.
+ */
+int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
+                           GPtrArray *free_tables, GError **errp);
+/* Free a bitmap's table and data clusters (valid entries only). */
+void qcow2_bitmap_free_clusters(BlockDriverState *bs,
+                                const Qcow2BitmapEntry *e);
+/* Store every persistent bitmap that changed; ends the write session. */
+int qcow2_bitmaps_store_locked(BlockDriverState *bs, GError **errp);
 
 #endif

@@ -37,6 +37,11 @@ struct Qcow2CheckRefs {
 #define SNAPSHOT_ENTRY_FIXED 40
 #define SNAPSHOT_MAX_EXTRA 1024
 
+BdrvCheckMode qcow2_check_fix_mode(Qcow2CheckRefs *r)
+{
+    return r->fix;
+}
+
 int qcow2_check_inc_refs(Qcow2CheckRefs *r, uint64_t offset, uint64_t size)
 {
     Qcow2State *s = r->bs->opaque;

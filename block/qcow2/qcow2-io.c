@@ -367,8 +367,11 @@ int qcow2_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     Qcow2State *s = bs->opaque;
     const uint8_t *p = buf;
-    int64_t ret = 0;
+    int64_t ret = qcow2_bitmaps_before_write(bs);
 
+    if (ret < 0) {
+        return (int)ret;
+    }
     g_mutex_lock(&s->lock);
     while (bytes > 0) {
         ret = write_step(bs, offset, bytes, p);
@@ -445,6 +448,10 @@ int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (s->hdr.version < 3) {
         return -ENOTSUP;
     }
+    ret = qcow2_bitmaps_before_write(bs);
+    if (ret < 0) {
+        return ret;
+    }
     g_mutex_lock(&s->lock);
     if (start >= end) {
         /* All inside one cluster. */
@@ -485,6 +492,10 @@ int qcow2_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 
     if (start >= end) {
         return 0;
+    }
+    ret = qcow2_bitmaps_before_write(bs);
+    if (ret < 0) {
+        return ret;
     }
     g_mutex_lock(&s->lock);
     wait_inflight(s, start, end);

@@ -5,6 +5,7 @@
  * block/qcow2/README.md).
  */
 #include "qcow2.h"
+#include "block/dirty-bitmap.h"
 #include "util/align.h"
 #include "util/bswap.h"
 #include "util/options.h"
@@ -320,6 +321,7 @@ static void qcow2_close(BlockDriverState *bs)
     g_mutex_lock(&s->lock);
     qcow2_quiesce(bs);
     g_mutex_unlock(&s->lock);
+    qcow2_bitmaps_close(bs);
     qcow2_free_state(s);
 }
 
@@ -456,6 +458,11 @@ static int qcow2_truncate(BlockDriverState *bs, int64_t offset, bool exact,
                    prealloc_mode_name(prealloc));
         return -ENOTSUP;
     }
+    ret = qcow2_bitmaps_before_write(bs);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not flag the bitmaps in use");
+        return ret;
+    }
     g_mutex_lock(&s->lock);
     if (s->hdr.nb_snapshots) {
         error_setg(errp, "Can't resize an image which has snapshots");
@@ -500,4 +507,5 @@ const BlockDriver bdrv_qcow2 = {
     .check = qcow2_check,
     .create = qcow2_create,
     .inactivate = qcow2_inactivate,
+    .bitmap_ops = &qcow2_bitmap_ops,
 };

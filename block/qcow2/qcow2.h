@@ -134,6 +134,7 @@ typedef struct Qcow2State {
     bool corrupt_reported;
     bool pass_discard;          /* punch holes for freed clusters */
     int compression_type;
+    struct Qcow2BitmapState *bitmaps;   /* qcow2-bitmap.c */
 } Qcow2State;
 
 /* Size helpers. */
@@ -307,6 +308,8 @@ int qcow2_decompress(int type, uint8_t *dest, size_t dest_size,
 
 /* qcow2-check.c */
 typedef struct Qcow2CheckRefs Qcow2CheckRefs;
+/* The repair mode of the running check (for the bitmap walker). */
+BdrvCheckMode qcow2_check_fix_mode(Qcow2CheckRefs *r);
 /* For the check walkers: one more reference to each cluster touched. */
 int qcow2_check_inc_refs(Qcow2CheckRefs *r, uint64_t offset, uint64_t size);
 int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
@@ -325,6 +328,15 @@ int qcow2_bitmaps_store(BlockDriverState *bs);
 /* Add "bitmaps" to the format-specific info (between lazy-refcounts and
  * refcount-bits, where qemu-img shows it). */
 void qcow2_bitmaps_info(BlockDriverState *bs, JsonObject *data);
+/* Before close (after the store): free the bitmap state. */
+void qcow2_bitmaps_close(BlockDriverState *bs);
+/*
+ * First thing in every guest write, write-zeroes, discard and resize,
+ * without the lock: flags bitmaps in-use on disk before the first change.
+ */
+int qcow2_bitmaps_before_write(BlockDriverState *bs);
+/* BlockDriver.bitmap_ops. */
+extern const struct BdrvBitmapDriverOps qcow2_bitmap_ops;
 /* qemu-img check: count the clusters bitmaps use. */
 int qcow2_bitmaps_check_refs(BlockDriverState *bs, Qcow2CheckRefs *r,
                              BdrvCheckResult *res);

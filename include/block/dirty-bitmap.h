@@ -81,6 +81,11 @@ typedef struct BdrvBitmapDriverOps {
                           GError **errp);
     /* Store every persistent bitmap that changed (no writes in flight). */
     bool (*store)(BlockDriverState *bs, GError **errp);
+    /*
+     * Are the stored bitmaps usable?  False (with the reason) when the
+     * image's bitmap metadata is broken; the data stays readable.
+     */
+    bool (*check_stored)(BlockDriverState *bs, GError **errp);
 } BdrvBitmapDriverOps;
 
 /* ---- Objects (block/dirty-bitmap.c) ---- */
@@ -279,6 +284,15 @@ void bdrv_dirty_bitmaps_truncate(BlockDriverState *bs, int64_t new_size);
  * be drained.  True if there is nothing to store.
  */
 bool bdrv_store_persistent_dirty_bitmaps(BlockDriverState *bs, GError **errp);
+
+/* Can @bs (resp. images of format @fmt) store persistent bitmaps? */
+bool bdrv_supports_persistent_dirty_bitmap(BlockDriverState *bs);
+bool bdrv_format_supports_persistent_dirty_bitmap(const char *fmt);
+/*
+ * False, with the reason, if @bs has stored bitmap metadata it cannot use
+ * (a broken bitmap directory); true otherwise.
+ */
+bool bdrv_dirty_bitmaps_check_stored(BlockDriverState *bs, GError **errp);
 
 /* ---- User-level operations (block/dirty-bitmap-ops.c) ----
  * The checks and messages of QEMU's block-dirty-bitmap-* commands; QMP,
