@@ -319,10 +319,6 @@ int img_bench(const ImgCmd *cmd, int argc, char **argv)
         error_report("--flush-interval is only available in write tests");
         return IMG_EXIT_FAILURE;
     }
-    if (a.no_drain && !a.b.flush_interval) {
-        error_report("--no-drain requires --flush-interval");
-        return IMG_EXIT_FAILURE;
-    }
     a.oa.filename = argv[optind];
     a.oa.quiet = a.quiet;
     bs = img_open(&a.oa);
