@@ -94,7 +94,9 @@ int img_resize(const ImgCmd *cmd, int argc, char **argv);
     "  -p                   show progress\n" \
     "  -q                   print errors only\n" \
     "  -U                   open the source without taking its lock\n" \
-    "  --image-opts, --target-image-opts  option strings for the files\n"
+    "  --image-opts, --target-image-opts  option strings for the files\n" \
+    "  --bitmaps            copy the persistent bitmaps (qcow2 to qcow2)\n" \
+    "  --skip-broken-bitmaps  with --bitmaps: skip inconsistent ones\n"
 
 #define IMG_CREATE_HELP \
     "  -f FMT               image format (default raw)\n" \
@@ -116,6 +118,7 @@ int img_resize(const ImgCmd *cmd, int argc, char **argv);
     "  --output human|json  output format (default human)\n" \
     "  -s, --start-offset OFF  first guest offset to describe\n" \
     "  -l, --max-length LEN    describe at most LEN bytes\n" \
+    "  --bitmap NAME        show the dirty extents of bitmap NAME instead\n" \
     "  -U, --force-share    open without taking the image lock\n"
 
 #define IMG_RESIZE_HELP \

@@ -9,13 +9,14 @@
  * runs of zeroes stay sparse.  With -B, ranges the source leaves to its
  * backing chain are left to the target's backing file.
  *
- * Extension point: `convert --bitmaps` will copy persistent bitmaps after
- * the data copy in img_convert_run().
+ * --bitmaps copies persistent bitmaps after the data copy in
+ * img_convert_run() (checks first, before the target exists): img-bitmap.c.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "qapi/error.h"
+#include "img-bitmap.h"
 #include "img-cmds.h"
 #include "img-create.h"
 
@@ -42,6 +43,8 @@ typedef struct {
     int64_t sparse;         /* -S: 0 disables zero detection */
     bool progress;
     bool quiet;
+    bool bitmaps;           /* --bitmaps: see img-bitmap.c */
+    bool skip_broken;       /* --skip-broken-bitmaps */
 } ImgConvertArgs;
 
 typedef struct {
@@ -228,6 +231,14 @@ static int img_convert_run(ImgConvertArgs *a)
         }
         s.total += len;
     }
+    if (a->bitmaps && srcs->len != 1) {
+        error_report("Copying bitmaps only possible with single source");
+        return IMG_EXIT_FAILURE;
+    }
+    if (a->bitmaps && !img_bitmaps_convert_check(srcs->pdata[0], a->out_fmt,
+                                                 a->skip_broken)) {
+        return IMG_EXIT_FAILURE;
+    }
     if (!a->no_create && !img_convert_create(a, s.total)) {
         return IMG_EXIT_FAILURE;
     }
@@ -244,6 +255,10 @@ static int img_convert_run(ImgConvertArgs *a)
     for (guint i = 0; i < srcs->len && ret == 0; i++) {
         ret = img_convert_one(&s, srcs->pdata[i], base);
         base += bdrv_getlength(srcs->pdata[i]);
+    }
+    if (ret == 0 && a->bitmaps &&
+        !img_bitmaps_convert_copy(srcs->pdata[0], out, a->skip_broken)) {
+        ret = -1;
     }
     if (ret == 0 && bdrv_flush(out) < 0) {
         error_report("error while flushing the target");
@@ -283,6 +298,10 @@ static int img_convert_validate(ImgConvertArgs *a)
         error_report("--target-is-zero requires use of -n flag");
         return IMG_EXIT_FAILURE;
     }
+    if (a->skip_broken && !a->bitmaps) {
+        error_report("Use of --skip-broken-bitmaps requires --bitmaps");
+        return IMG_EXIT_FAILURE;
+    }
     if (a->sparse && a->sparse % 512) {
         error_report("Invalid buffer size for sparse output specified");
         return IMG_EXIT_FAILURE;
@@ -299,6 +318,8 @@ int img_convert(const ImgCmd *cmd, int argc, char **argv)
         { "target-image-opts", no_argument, NULL, IMG_OPT_TARGET_IMAGE_OPTS },
         { "target-is-zero", no_argument, NULL, IMG_OPT_TARGET_IS_ZERO },
         { "force-share", no_argument, NULL, 'U' },
+        { "bitmaps", no_argument, NULL, IMG_OPT_BITMAPS },
+        { "skip-broken-bitmaps", no_argument, NULL, IMG_OPT_SKIP_BROKEN },
         { NULL, 0, NULL, 0 },
     };
     g_autoptr(GPtrArray) optstrs = g_ptr_array_new();
@@ -366,6 +387,12 @@ int img_convert(const ImgCmd *cmd, int argc, char **argv)
             break;
         case IMG_OPT_TARGET_IMAGE_OPTS:
             a.target_image_opts = true;
+            break;
+        case IMG_OPT_BITMAPS:
+            a.bitmaps = true;
+            break;
+        case IMG_OPT_SKIP_BROKEN:
+            a.skip_broken = true;
             break;
         case IMG_OPT_TARGET_IS_ZERO:
             a.target_is_zero = true;

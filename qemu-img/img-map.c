@@ -4,13 +4,14 @@
  * per extent with start/length/depth/present/zero/data[/offset]).
  * Adjacent extents that differ in nothing but position are merged.
  *
- * Extension point: `map --bitmap NAME` (dirty extents of a bitmap) will
- * plug in as another extent source next to img_extent_status().
+ * `map --bitmap NAME` prints the dirty extents of a bitmap instead
+ * (img_bitmap_map() in img-bitmap.c).
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "qapi/error.h"
+#include "img-bitmap.h"
 #include "img-cmds.h"
 
 /* Largest extent asked for at once. */
@@ -116,8 +117,10 @@ int img_map(const ImgCmd *cmd, int argc, char **argv)
         { "force-share", no_argument, NULL, 'U' },
         { "start-offset", required_argument, NULL, 's' },
         { "max-length", required_argument, NULL, 'l' },
+        { "bitmap", required_argument, NULL, IMG_OPT_BITMAPS },
         { NULL, 0, NULL, 0 },
     };
+    const char *bitmap = NULL;      /* --bitmap NAME: see img-bitmap.c */
     ImgOpenArgs oa = { 0 };
     ImgOutputFormat out = IMG_OUTPUT_HUMAN;
     g_autoptr(BlockDriverState) bs = NULL;
@@ -155,6 +158,9 @@ int img_map(const ImgCmd *cmd, int argc, char **argv)
         case IMG_OPT_IMAGE_OPTS:
             oa.image_opts = true;
             break;
+        case IMG_OPT_BITMAPS:
+            bitmap = optarg;
+            break;
         case IMG_OPT_OBJECT:
             r = img_handle_object(optarg);
             if (r >= 0) {
@@ -180,6 +186,9 @@ int img_map(const ImgCmd *cmd, int argc, char **argv)
     }
     if (max_len >= 0 && start <= len && max_len < len - start) {
         len = start + max_len;
+    }
+    if (bitmap) {
+        return img_bitmap_map(bs, bitmap, start, len - start, out);
     }
     return img_map_run(bs, start, len, out);
 }

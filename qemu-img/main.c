@@ -59,7 +59,8 @@ static const ImgCmd img_cmds[] = {
     {
         "convert", img_convert,
         "[--object OBJDEF] [--image-opts] [--target-image-opts] "
-        "[--target-is-zero] [-U] [-c] [-p] [-q] [-n] [-f FMT] [-t CACHE] "
+        "[--target-is-zero] [--bitmaps [--skip-broken-bitmaps]] [-U] [-c] "
+        "[-p] [-q] [-n] [-f FMT] [-t CACHE] "
         "[-T SRC_CACHE] [-O OUTPUT_FMT] [-B BACKING [-F BACKING_FMT]] "
         "[-o OPTIONS] [-S SPARSE_SIZE] [-m NUM] [-W] FILE OUTPUT_FILE",
         "Copy an image's contents into a new (or, with -n, existing) image.",
@@ -83,7 +84,7 @@ static const ImgCmd img_cmds[] = {
     {
         "map", img_map,
         "[--object OBJDEF] [--image-opts] [-f FMT] [--start-offset=OFFSET] "
-        "[--max-length=LEN] [--output=human|json] [-U] FILE",
+        "[--max-length=LEN] [--bitmap=NAME] [--output=human|json] [-U] FILE",
         "Show where the guest-visible data of an image lives.",
         IMG_MAP_HELP,
     },
