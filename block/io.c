@@ -333,9 +333,12 @@ int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
         int64_t fnum;
         int fret = bdrv_block_status(local_file, local_map, *pnum, &fnum,
                                      NULL, NULL);
-        if (fret >= 0 && (fret & BDRV_BLOCK_ZERO)) {
+        if (fret >= 0) {
+            /* Report only the part that shares the protocol's answer. */
             *pnum = MIN(*pnum, fnum);
-            ret |= BDRV_BLOCK_ZERO;
+            if (fret & BDRV_BLOCK_ZERO) {
+                ret |= BDRV_BLOCK_ZERO;
+            }
         }
     }
 out:

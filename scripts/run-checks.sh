@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs every check behind `make check` and CI, counting individual test
 # cases: unit tests (GTest over TAP) in BUILD, the same under ASan+UBSan in
-# ASAN_BUILD, the iotests against BUILD, and checkpatch as one check.
+# ASAN_BUILD, the iotests against BUILD (and the server tests once more
+# against ASAN_BUILD), and checkpatch as one check.
 # Usage: scripts/run-checks.sh BUILD ASAN_BUILD   (both already built)
 # The last line is always "N passed, N failed, N skipped"; the exit code is
 # non-zero when anything failed.
@@ -62,25 +63,41 @@ unit unit-asan "$ASAN_BUILD" \
     ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
-echo "== iotests: tests/qemu-iotests/check -q -b $BUILD"
-rm -f "$TMP/iotests.json"
-"$PY" tests/qemu-iotests/check -q -b "$BUILD" --json "$TMP/iotests.json"
-rc=$?
-if [ -s "$TMP/iotests.json" ]; then
-    "$PY" -c 'import json, sys
+# iotests LABEL BUILD_DIR [TEST...]: the functional tests against BUILD_DIR.
+iotests() {
+    label=$1
+    dir=$2
+    shift 2
+    echo "== $label: tests/qemu-iotests/check -q -b $dir $*"
+    rm -f "$TMP/$label.json"
+    "$PY" tests/qemu-iotests/check -q -b "$dir" --json "$TMP/$label.json" "$@"
+    rc=$?
+    if [ -s "$TMP/$label.json" ]; then
+        "$PY" -c 'import json, sys
 d = json.load(open(sys.argv[1]))
-print(d["passed"], d["failed"], d["skipped"])' "$TMP/iotests.json" \
-        > "$TMP/iotests.counts"
-    if [ "$rc" -ne 0 ] && [ "$(cut -d' ' -f2 "$TMP/iotests.counts")" = 0 ]
-    then
-        echo "  (check exited with $rc but reported no failure)"
-        read -r p f s < "$TMP/iotests.counts"
-        echo "$p 1 $s" > "$TMP/iotests.counts"
+print(d["passed"], d["failed"], d["skipped"])' "$TMP/$label.json" \
+            > "$TMP/$label.counts"
+        if [ "$rc" -ne 0 ] &&
+           [ "$(cut -d' ' -f2 "$TMP/$label.counts")" = 0 ]; then
+            echo "  (check exited with $rc but reported no failure)"
+            read -r p f s < "$TMP/$label.counts"
+            echo "$p 1 $s" > "$TMP/$label.counts"
+        fi
+    else
+        echo "  (check exited with $rc and wrote no summary)"
     fi
-else
-    echo "  (check exited with $rc and wrote no summary)"
-fi
-add_part iotests "$TMP/iotests.counts"
+    add_part "$label" "$TMP/$label.counts"
+}
+
+iotests iotests "$BUILD"
+# The servers face untrusted input: run their protocol and robustness tests
+# once more with the sanitizer build, whose reports fail the test.
+ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    iotests iotests-asan "$ASAN_BUILD" $(cd tests/qemu-iotests &&
+        ls test_qmp_protocol.py test_qmp_robustness.py test_qmp_block.py \
+           test_nbd_protocol.py test_nbd_robustness.py 2>/dev/null |
+        sed 's/\.py$//')
 
 echo "== checkpatch: scripts/checkpatch.py --all"
 "$PY" scripts/checkpatch.py --all > "$TMP/checkpatch.out" 2>&1

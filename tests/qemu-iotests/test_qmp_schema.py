@@ -111,8 +111,15 @@ class TestSchema(IotestCase):
             with self.subTest(command=e['name']):
                 arg = self.ref(e['arg-type'])
                 r = self.qmp.cmd(e['name'], {'no-such-member': 1})
-                self.assertEqual(r['error']['desc'],
-                                 "Parameter 'no-such-member' is unexpected")
+                # Like QEMU, mandatory members are checked first.
+                mandatory = [m['name'] for m in arg.get('members', [])
+                             if 'default' not in m]
+                if arg['meta-type'] != 'object' or mandatory:
+                    self.assertEqual(r['error']['class'], 'GenericError')
+                else:
+                    self.assertEqual(
+                        r['error']['desc'],
+                        "Parameter 'no-such-member' is unexpected")
                 if e['name'].startswith('query-') and \
                         not any('default' not in m for m in arg['members']):
                     r = self.qmp.cmd(e['name'], {})
