@@ -305,12 +305,18 @@ static int64_t write_step(BlockDriverState *bs, uint64_t offset,
         return 0;
     }
     ret = qcow2_count_alloc_clusters(bs, gstart, count, &count);
+    if (ret == 0) {
+        ret = metadata_begin(bs);
+    }
     if (ret < 0) {
         return ret;
     }
+    alloc = qcow2_alloc_clusters_upto(bs, count, &count, &fresh);
+    if (alloc < 0) {
+        return alloc;
+    }
     gend = gstart + count * cs;
     len = MIN(bytes, gend - offset);
-    ret = metadata_begin(bs);
     if (ret == 0 && offset > gstart) {
         ret = get_cow_source(bs, gstart, &head);
     }
@@ -318,11 +324,8 @@ static int64_t write_step(BlockDriverState *bs, uint64_t offset,
         ret = get_cow_source(bs, gend - cs, &tail);
     }
     if (ret < 0) {
+        qcow2_free_clusters(bs, alloc, count * cs);
         return ret;
-    }
-    alloc = qcow2_alloc_clusters_fresh(bs, count * cs, &fresh);
-    if (alloc < 0) {
-        return alloc;
     }
     f.start = gstart;
     f.end = gend;

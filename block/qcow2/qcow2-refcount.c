@@ -201,30 +201,21 @@ static int write_reftable_entry(BlockDriverState *bs, uint64_t i)
 
 /*
  * Create the missing refcount block for reftable index @i.  Every cluster
- * it covers is free, so the block goes into the first of them (describing
- * itself), avoiding [avoid, avoid_end) and any known metadata.
+ * it covers is free, and the allocator never hands out the first one of a
+ * block that has no refcount block: that is where the block goes,
+ * describing itself.
  */
-static int create_refblock(BlockDriverState *bs, uint64_t i, uint64_t avoid,
-                           uint64_t avoid_end)
+static int create_refblock(BlockDriverState *bs, uint64_t i)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t base = i << s->refblock_bits;
-    uint64_t c, off = 0;
+    uint64_t off = (i << s->refblock_bits) << s->cluster_bits;
     void *block;
     int ret;
 
-    for (c = base; c < base + s->refblock_entries; c++) {
-        uint64_t o = c << s->cluster_bits;
-        if (c != 0 && !(c >= avoid && c < avoid_end) &&
-            qcow2_meta_overlap(s, QCOW2_META_NONE, o, s->cluster_size) ==
-                QCOW2_META_NONE) {
-            off = o;
-            break;
-        }
-    }
-    if (!off) {
-        qcow2_signal_corruption(bs, "No free cluster for refcount block %#"
-                                PRIx64, i);
+    if (off == 0 || qcow2_meta_overlap(s, QCOW2_META_NONE, off,
+                                       s->cluster_size) != QCOW2_META_NONE) {
+        qcow2_signal_corruption(bs, "Refcount block %#" PRIx64 " is missing "
+                                "but its clusters are in use", i);
         return -EIO;
     }
     ret = qcow2_grow_file(bs, off + s->cluster_size);
@@ -239,7 +230,7 @@ static int create_refblock(BlockDriverState *bs, uint64_t i, uint64_t avoid,
         return ret;
     }
     memset(block, 0, s->cluster_size);
-    qcow2_refblock_set(block, c - base, s->refcount_order, 1);
+    qcow2_refblock_set(block, 0, s->refcount_order, 1);
     qcow2_cache_mark_dirty(s->refblock_cache, block);
     qcow2_cache_put(s->refblock_cache, &block);
     /* The block must be stable before the table points at it. */
@@ -362,8 +353,7 @@ static int grow_reftable(BlockDriverState *bs, uint64_t need)
 }
 
 /* Make sure the refcount block covering cluster @c exists. */
-static int ensure_refblock(BlockDriverState *bs, uint64_t c, uint64_t avoid,
-                           uint64_t avoid_end, bool *changed)
+static int ensure_refblock(BlockDriverState *bs, uint64_t c, bool *changed)
 {
     Qcow2State *s = bs->opaque;
     uint64_t i = c >> s->refblock_bits, off;
@@ -380,8 +370,7 @@ static int ensure_refblock(BlockDriverState *bs, uint64_t c, uint64_t avoid,
     if (ret < 0 || off) {
         return ret;
     }
-    *changed = true;
-    return create_refblock(bs, i, avoid, avoid_end);
+    return create_refblock(bs, i);
 }
 
 static int update_refcount(BlockDriverState *bs, uint64_t offset,
@@ -408,7 +397,7 @@ static int update_refcount(BlockDriverState *bs, uint64_t offset,
         void *block;
 
         if (addend > 0) {
-            ret = ensure_refblock(bs, c, first, last + 1, &changed);
+            ret = ensure_refblock(bs, c, &changed);
             if (ret < 0) {
                 break;
             }
@@ -497,13 +486,18 @@ int qcow2_free_any_cluster(BlockDriverState *bs, uint64_t l2_entry)
     }
 }
 
-/* First run of @n clusters whose refcounts are all zero. */
-static int find_free_run(BlockDriverState *bs, uint64_t n, uint64_t *start,
+/*
+ * First run of @n clusters whose refcounts are all zero; with @partial,
+ * the first free run however short (up to @n), its length in *found.
+ */
+static int find_free_run(BlockDriverState *bs, uint64_t n, bool partial,
+                         uint64_t *start, uint64_t *found,
                          uint64_t *first_free)
 {
     Qcow2State *s = bs->opaque;
     uint64_t idx = s->free_cluster_index, run = 0, run_start = idx;
     uint64_t mask = s->refblock_entries - 1;
+    bool stop = false;
     int ret;
 
     *first_free = UINT64_MAX;
@@ -516,7 +510,16 @@ static int find_free_run(BlockDriverState *bs, uint64_t n, uint64_t *start,
             return ret;
         }
         if (!off) {
-            uint64_t k = MIN(s->refblock_entries - (idx & mask), n - run);
+            uint64_t k;
+            if ((idx & mask) == 0) {
+                /* Reserved for this block's own refcount block. */
+                if (partial && run) {
+                    break;
+                }
+                run = 0;
+                run_start = ++idx;
+            }
+            k = MIN(s->refblock_entries - (idx & mask), n - run);
             *first_free = MIN(*first_free, idx);
             run += k;
             idx += k;
@@ -528,6 +531,10 @@ static int find_free_run(BlockDriverState *bs, uint64_t n, uint64_t *start,
         }
         do {
             if (qcow2_refblock_get(block, idx & mask, s->refcount_order)) {
+                if (partial && run) {
+                    stop = true;
+                    break;
+                }
                 run = 0;
                 run_start = idx + 1;
             } else {
@@ -537,9 +544,84 @@ static int find_free_run(BlockDriverState *bs, uint64_t n, uint64_t *start,
             idx++;
         } while (run < n && (idx & mask));
         qcow2_cache_put(s->refblock_cache, &block);
+        if (stop) {
+            break;
+        }
     }
     *start = run_start;
+    *found = run;
     return 0;
+}
+
+/*
+ * An allocation of at least a refcount block's worth of clusters (tiny
+ * clusters only): a fresh region at the end of the file, with its own
+ * refcount blocks in front, describing themselves and the run.
+ */
+static int64_t alloc_big(BlockDriverState *bs, uint64_t n)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t start, first_rt, nblocks = 1, end;
+    g_autofree uint8_t *buf = g_try_malloc(s->cluster_size);
+    int ret;
+
+    if (!buf) {
+        return -ENOMEM;
+    }
+    for (int tries = 0;; tries++) {
+        start = ROUND_UP(qcow2_size_to_clusters(s, s->file_len),
+                         s->refblock_entries);
+        while (nblocks * s->refblock_entries < nblocks + n) {
+            nblocks++;
+        }
+        first_rt = start >> s->refblock_bits;
+        if (first_rt + nblocks <= s->reftable_size) {
+            break;
+        }
+        if (tries > 16) {
+            return -EIO;
+        }
+        ret = grow_reftable(bs, first_rt + 2 * nblocks + 16);
+        if (ret < 0) {
+            return ret;
+        }
+    }
+    end = start + nblocks + n;
+    if (end > (QCOW2_MAX_HOST_OFFSET >> s->cluster_bits)) {
+        return -EFBIG;
+    }
+    ret = qcow2_grow_file(bs, end << s->cluster_bits);
+    for (uint64_t k = 0; k < nblocks && ret == 0; k++) {
+        memset(buf, 0, s->cluster_size);
+        for (uint64_t c = start; c < end; c++) {
+            if ((c >> s->refblock_bits) == first_rt + k) {
+                qcow2_refblock_set(buf, c & (s->refblock_entries - 1),
+                                   s->refcount_order, 1);
+            }
+        }
+        ret = bdrv_pwrite(bs->file, (start + k) << s->cluster_bits,
+                          s->cluster_size, buf, 0);
+    }
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file);
+    }
+    for (uint64_t k = 0; k < nblocks && ret == 0; k++) {
+        if (s->reftable[first_rt + k]) {
+            qcow2_signal_corruption(bs, "Refcount block %#" PRIx64 " exists "
+                                    "beyond the end of the file",
+                                    first_rt + k);
+            return -EIO;
+        }
+        s->reftable[first_rt + k] = (start + k) << s->cluster_bits;
+        qcow2_meta_add(s, (start + k) << s->cluster_bits, s->cluster_size,
+                       QCOW2_META_REFBLOCK);
+        ret = write_reftable_entry(bs, first_rt + k);
+    }
+    if (ret < 0) {
+        return ret;
+    }
+    note_alloc(s, start << s->cluster_bits, end << s->cluster_bits);
+    return (int64_t)((start + nblocks) << s->cluster_bits);
 }
 
 int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
@@ -547,33 +629,42 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size)
     return qcow2_alloc_clusters_fresh(bs, size, NULL);
 }
 
-int64_t qcow2_alloc_clusters_fresh(BlockDriverState *bs, uint64_t size,
-                                   bool *fresh)
+/* Allocate @n clusters (or, with @partial, at least one and up to @n). */
+static int64_t alloc_run(BlockDriverState *bs, uint64_t n, bool partial,
+                         uint64_t *count, bool *fresh)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t n = qcow2_size_to_clusters(s, size);
-    uint64_t start, first_free, end;
+    uint64_t start, first_free, end, found;
     bool f;
     int ret;
 
     g_assert(n > 0);
+    if (n >= s->refblock_entries && !partial) {
+        int64_t r = alloc_big(bs, n);
+        if (fresh) {
+            *fresh = true;
+        }
+        *count = n;
+        return r;
+    }
+    n = MIN(n, s->refblock_entries - 1);
     for (int tries = 0;; tries++) {
         bool changed = false;
 
         if (tries > 64) {
             return -EIO;
         }
-        ret = find_free_run(bs, n, &start, &first_free);
+        ret = find_free_run(bs, n, partial, &start, &found, &first_free);
         if (ret < 0) {
             return ret;
         }
-        if (checked_add(start, n, &end) ||
+        if (checked_add(start, found, &end) ||
             end > (QCOW2_MAX_HOST_OFFSET >> s->cluster_bits)) {
             return -EFBIG;
         }
         for (uint64_t c = start; c < end && !changed;
              c = ROUND_DOWN(c, s->refblock_entries) + s->refblock_entries) {
-            ret = ensure_refblock(bs, c, start, end, &changed);
+            ret = ensure_refblock(bs, c, &changed);
             if (ret < 0) {
                 return ret;
             }
@@ -583,14 +674,14 @@ int64_t qcow2_alloc_clusters_fresh(BlockDriverState *bs, uint64_t size,
         }
     }
     if (qcow2_meta_overlap(s, QCOW2_META_NONE, start << s->cluster_bits,
-                           n << s->cluster_bits) != QCOW2_META_NONE) {
+                           found << s->cluster_bits) != QCOW2_META_NONE) {
         qcow2_signal_corruption(bs, "Cluster allocation at %#" PRIx64
                                 " would overlap metadata with refcount 0",
                                 start << s->cluster_bits);
         return -EIO;
     }
-    ret = update_refcount(bs, start << s->cluster_bits, n << s->cluster_bits,
-                          1, false);
+    ret = update_refcount(bs, start << s->cluster_bits,
+                          found << s->cluster_bits, 1, false);
     if (ret < 0) {
         return ret;
     }
@@ -603,5 +694,22 @@ int64_t qcow2_alloc_clusters_fresh(BlockDriverState *bs, uint64_t size,
     if (fresh) {
         *fresh = f;
     }
+    *count = found;
     return (int64_t)(start << s->cluster_bits);
+}
+
+int64_t qcow2_alloc_clusters_fresh(BlockDriverState *bs, uint64_t size,
+                                   bool *fresh)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t count;
+
+    return alloc_run(bs, qcow2_size_to_clusters(s, size), false, &count,
+                     fresh);
+}
+
+int64_t qcow2_alloc_clusters_upto(BlockDriverState *bs, uint64_t max,
+                                  uint64_t *count, bool *fresh)
+{
+    return alloc_run(bs, max, true, count, fresh);
 }

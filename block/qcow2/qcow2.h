@@ -241,6 +241,9 @@ int64_t qcow2_alloc_clusters(BlockDriverState *bs, uint64_t size);
 /* Same; *fresh says whether the clusters were never written (read zero). */
 int64_t qcow2_alloc_clusters_fresh(BlockDriverState *bs, uint64_t size,
                                    bool *fresh);
+/* At least one and up to @max contiguous clusters; *count says how many. */
+int64_t qcow2_alloc_clusters_upto(BlockDriverState *bs, uint64_t max,
+                                  uint64_t *count, bool *fresh);
 /* Add @addend (may be negative) to the refcount of every cluster touched. */
 int qcow2_update_refcount(BlockDriverState *bs, uint64_t offset,
                           uint64_t length, int64_t addend);
