@@ -177,9 +177,9 @@ int img_check(const ImgCmd *cmd, int argc, char **argv)
             } else if (!strcmp(optarg, "all")) {
                 fix = BDRV_FIX_LEAKS | BDRV_FIX_ERRORS;
             } else {
-                error_report("Unknown option value for -r (expecting "
-                             "'leaks' or 'all'): %s", optarg);
-                return IMG_EXIT_FAILURE;
+                return img_usage_error("Unknown option value for -r "
+                                       "(expecting 'leaks' or 'all'): %s",
+                                       optarg);
             }
             break;
         case 'U':

@@ -1,0 +1,143 @@
+#!/usr/bin/python3
+"""qemu-img check: QEMU's messages and exit codes (0 clean, 2 corrupt,
+3 leaks, 63 unsupported, 1 usage/open errors) on images made by the real
+tools, and repair with -r leaks / -r all leaving an image the real
+qemu-img check finds clean."""
+
+import os
+import struct
+import unittest
+
+from fe_util import FrontendCase
+from harness import qcow2, requires_real
+
+
+def add_leaks(path, n=2):
+    """Give `n` clusters past the image end a refcount of 1 (leaks)."""
+    img = qcow2.Image(path)
+    h = img.header()
+    cs = h.cluster_size
+    size = os.path.getsize(path)
+    first = (size + cs - 1) // cs
+    with open(path, 'r+b') as f:
+        f.seek(h.refcount_table_offset)
+        block = struct.unpack('>Q', f.read(8))[0]
+        width = (1 << h.refcount_order) // 8
+        assert width == 2, 'test expects 16-bit refcounts'
+        for i in range(n):
+            f.seek(block + (first + i) * 2)
+            f.write(struct.pack('>H', 1))
+        f.truncate((first + n) * cs)
+
+
+@requires_real('qemu-img', 'qemu-io')
+class TestCheck(FrontendCase):
+
+    def make_both(self, name='b.qcow2', size='1G', data=True):
+        for d in self.dirs.values():
+            self.run_ok([self.real('qemu-img'), 'create', '-q', '-f',
+                         'qcow2', name, size], cwd=d)
+            if data:
+                self.run_ok([self.real('qemu-io'), '-c', 'write 0 1M', '-c',
+                             'write 10M 64k', name], cwd=d)
+        return name
+
+    def test_clean(self):
+        self.make_both(data=False)
+        for args in ([], ['--output=json'], ['-q'], ['-f', 'qcow2'],
+                     ['-U'], ['-T', 'none']):
+            with self.subTest(args=args):
+                rc, _, _ = self.assert_same(['qemu-img', 'check'] + args +
+                                            ['b.qcow2'])
+                self.assertEqual(rc, 0)
+
+    def test_clean_with_data(self):
+        self.make_both()
+        for args in ([], ['--output=json']):
+            with self.subTest(args=args):
+                rc, out, _ = self.assert_same(['qemu-img', 'check'] + args +
+                                              ['b.qcow2'])
+                self.assertEqual(rc, 0)
+
+    def test_leaks_exit_3(self):
+        self.make_both()
+        for d in self.dirs.values():
+            add_leaks(os.path.join(d, 'b.qcow2'))
+        for args in ([], ['--output=json']):
+            with self.subTest(args=args):
+                ours, real = self.run_both(['qemu-img', 'check'] + args +
+                                           ['b.qcow2'])
+                self.assertEqual(ours[0], 3)
+                self.assertEqual(real[0], 3)
+                self.assertIn('2 leaked clusters were found on the image.'
+                              if not args else '"leaks": 2', ours[1])
+
+    def test_repair_leaks(self):
+        for mode in ('leaks', 'all'):
+            with self.subTest(mode=mode):
+                name = self.make_both('r%s.qcow2' % mode)
+                p = os.path.join(self.dirs['ours'], name)
+                add_leaks(p)
+                out = self.our_img('check', '-r', mode, p)
+                self.assertIn('The following inconsistencies were found and '
+                              'repaired:\n\n    2 leaked clusters\n'
+                              '    0 corruptions\n\n'
+                              'Double checking the fixed image now...\n'
+                              'No errors were found on the image.', out)
+                self.checked(p)
+                rc, text = self.check_image(p)
+                self.assertEqual(rc, 0, text)
+
+    def test_repair_json(self):
+        name = self.make_both('j.qcow2')
+        p = os.path.join(self.dirs['ours'], name)
+        add_leaks(p)
+        out = self.our_img('check', '--output=json', '-r', 'leaks', p)
+        self.assertIn('"leaks-fixed": 2', out)
+        self.assertNotIn('"leaks": ', out)
+        self.checked(p)
+
+    def test_corruption_exit_2(self):
+        name = self.make_both()
+        for d in self.dirs.values():
+            path = os.path.join(d, name)
+            # The L2 table of the first 512 MiB moved onto the refcount
+            # table's cluster: refcounts and references disagree.
+            rt = qcow2.Image(path).header().refcount_table_offset
+            qcow2.corrupt_l1_entry(path, 0, (1 << 63) | rt)
+        ours, real = self.run_both(['qemu-img', 'check', name])
+        self.assertEqual(real[0], 2)
+        self.assertEqual(ours[0], 2, ours[2])
+        self.assertIn('errors were found on the image.', ours[1])
+
+    def test_raw_unsupported_63(self):
+        for d in self.dirs.values():
+            self.run_ok([self.real('qemu-img'), 'create', '-q', '-f', 'raw',
+                         'r.img', '1M'], cwd=d)
+        for args in ([], ['--output=json']):
+            rc, _, _ = self.assert_same(['qemu-img', 'check'] + args +
+                                        ['r.img'])
+            self.assertEqual(rc, 63)
+
+    def test_usage_errors(self):
+        self.make_both(data=False)
+        for args in (['-r', 'bogus', 'b.qcow2'], ['-T', 'bogus', 'b.qcow2'],
+                     ['nonexist'], [], ['b.qcow2', 'x'],
+                     ['--output=xml', 'b.qcow2'], ['-f', 'raw', '-Z']):
+            with self.subTest(args=args):
+                rc, _, _ = self.assert_same(['qemu-img', 'check'] + args)
+                self.assertEqual(rc, 1)
+
+    def test_our_qcow2_images_check_clean(self):
+        self.qcow2_ok()
+        p = self.img('o.qcow2')
+        self.our_img('create', '-q', '-f', 'qcow2', p, '64M')
+        self.our_io('-c', 'write 0 1M', '-c', 'write 32M 64k', p)
+        out = self.our_img('check', p)
+        self.assertIn('No errors were found on the image.', out)
+        rc, text = self.check_image(p)
+        self.assertEqual(rc, 0, text)
+
+
+if __name__ == '__main__':
+    unittest.main()
