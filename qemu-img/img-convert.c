@@ -413,7 +413,8 @@ int img_convert(const ImgCmd *cmd, int argc, char **argv)
         }
     }
     if (argc - optind < 2) {
-        return img_usage_error("Must specify image file name");
+        error_report("Must specify image file name");
+        return IMG_EXIT_FAILURE;
     }
     for (int i = optind; i < argc - 1; i++) {
         g_ptr_array_add(srcs, argv[i]);
