@@ -14,6 +14,7 @@ libjson-glib-dev
 zlib1g-dev
 libzstd-dev
 python3
+cppcheck
 qemu-utils
 qemu-system-common
 libnbd-bin
