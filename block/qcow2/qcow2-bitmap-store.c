@@ -12,7 +12,9 @@
 #include "util/bswap.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Write bitmap data in requests of at most this size. */
 #define STORE_CHUNK (4 * 1024 * 1024)
@@ -20,6 +22,28 @@
 static Qcow2BitmapState *bm_state(BlockDriverState *bs)
 {
     return ((Qcow2State *)bs->opaque)->bitmaps;
+}
+
+/*
+ * Crash tests: with BP_FAULT_BITMAP_STEP=N in the environment the process
+ * dies (_exit(99), no cleanup) when a directory update reaches step N:
+ * 1 new directory written, 2 synced, 3 header switched, 4 header synced,
+ * 5 old clusters freed.  Steps count across updates in one process.
+ */
+static void crash_point(int step)
+{
+    static int want = -1;
+    static int seen;
+    const char *e;
+
+    if (want < 0) {
+        e = g_getenv("BP_FAULT_BITMAP_STEP");
+        want = e ? atoi(e) : 0;
+    }
+    if (want > 0 && ++seen == want) {
+        g_printerr("BP_FAULT_BITMAP_STEP: exiting at step %d\n", step);
+        _exit(99);
+    }
 }
 
 /* Allocate @size bytes and write @buf there; registers it as metadata. */
@@ -103,6 +127,7 @@ static int switch_header(BlockDriverState *bs, const Qcow2BitmapExt *ext)
     }
     ret = qcow2_update_header(bs);
     if (ret == 0) {
+        crash_point(3);
         ret = bdrv_flush(bs->file);
     }
     if (ret < 0) {
@@ -147,12 +172,14 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
         }
         ext.dir_offset = (uint64_t)off;
     }
+    crash_point(1);
     /* Everything the new directory references must be stable first. */
     ret = qcow2_write_caches(bs);
     if (ret == 0) {
         ret = bdrv_flush(bs->file);
     }
     if (ret == 0) {
+        crash_point(2);
         ret = switch_header(bs, &ext);
     }
     if (ret < 0) {
@@ -164,6 +191,7 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
         }
         return ret;
     }
+    crash_point(4);
     /* The switch is done: what the old directory alone used is garbage. */
     if (had_dir && old.dir_size) {
         qcow2_meta_remove(s, old.dir_offset, old.dir_size);
@@ -175,6 +203,7 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
             qcow2_bitmap_free_clusters(bs, e);
         }
     }
+    crash_point(5);
     st->ext = ext;
     st->ext_present = keep->len > 0;
     st->trusted = true;
