@@ -319,6 +319,10 @@ int img_bench(const ImgCmd *cmd, int argc, char **argv)
         error_report("--flush-interval is only available in write tests");
         return IMG_EXIT_FAILURE;
     }
+    if (a.b.flush_interval && a.b.flush_interval < a.depth) {
+        error_report("Flush interval can't be smaller than depth");
+        return IMG_EXIT_FAILURE;
+    }
     a.oa.filename = argv[optind];
     a.oa.quiet = a.quiet;
     bs = img_open(&a.oa);

@@ -203,18 +203,10 @@ int img_extent_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int ret;
 
     for (;;) {
-        int64_t len = bdrv_getlength(cur);
+        BlockDriverState *backing;
         int64_t n = 0;
+        int64_t blen;
 
-        if (len < 0) {
-            return (int)len;
-        }
-        if (cur != bs && offset >= len) {
-            /* Past the end of a shorter backing file: zeroes. */
-            ret = BDRV_BLOCK_ZERO;
-            file = NULL;
-            break;
-        }
         ret = bdrv_block_status(cur, offset, bytes, &n, &map, &file);
         if (ret < 0) {
             return ret;
@@ -223,11 +215,17 @@ int img_extent_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
         if (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO)) {
             break;
         }
-        if (!bdrv_get_backing(cur)) {
+        backing = bdrv_get_backing(cur);
+        blen = backing ? bdrv_getlength(backing) : 0;
+        if (blen < 0) {
+            return (int)blen;
+        }
+        if (!backing || offset >= blen) {
+            /* Nothing below, or past the end of a shorter backing file. */
             ret |= BDRV_BLOCK_ZERO;
             break;
         }
-        cur = bdrv_get_backing(cur);
+        cur = backing;
         depth++;
     }
     *e = (ImgExtent) {
@@ -298,8 +296,6 @@ void img_progress_end(void)
     if (!progress_on) {
         return;
     }
-    progress_last = -1;
-    img_progress_print(100);
     printf("\n");
     fflush(stdout);
     progress_on = false;

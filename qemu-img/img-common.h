@@ -162,6 +162,7 @@ void img_dump_human(JsonObject *obj, int indent);
 void img_progress_init(bool enabled);
 /* Percentage 0..100; printed when it moved by at least 1 point. */
 void img_progress_print(double percent);
+/* Ends the progress line (a newline, as QEMU). */
 void img_progress_end(void);
 
 #endif

@@ -264,6 +264,9 @@ static int img_convert_run(ImgConvertArgs *a)
         error_report("error while flushing the target");
         ret = -1;
     }
+    if (ret == 0) {
+        img_progress_print(100);
+    }
     img_progress_end();
     g_free(s.buf);
     return ret < 0 ? IMG_EXIT_FAILURE : 0;

@@ -67,9 +67,8 @@ static int img_map_dump(ImgOutputFormat out, const ImgExtent *e,
 static int img_map_run(BlockDriverState *bs, int64_t start, int64_t end,
                        ImgOutputFormat out)
 {
-    ImgExtent cur = { 0 }, next;
-    bool have = false;
-    int64_t off = start;
+    /* A zero-length start entry, printed as is if nothing follows. */
+    ImgExtent cur = { .start = start }, next;
 
     if (out == IMG_OUTPUT_HUMAN) {
         printf("%-16s%-16s%-16s%s\n", "Offset", "Length", "Mapped to",
@@ -77,7 +76,8 @@ static int img_map_run(BlockDriverState *bs, int64_t start, int64_t end,
     } else {
         printf("[");
     }
-    while (off < end) {
+    while (cur.start + cur.length < end) {
+        int64_t off = cur.start + cur.length;
         int ret = img_extent_status(bs, off, MIN(end - off, IMG_MAP_CHUNK),
                                     &next);
 
@@ -86,18 +86,16 @@ static int img_map_run(BlockDriverState *bs, int64_t start, int64_t end,
                          g_strerror(-ret));
             return IMG_EXIT_FAILURE;
         }
-        off += next.length;
-        if (have && img_map_mergeable(&cur, &next)) {
+        if (img_map_mergeable(&cur, &next)) {
             cur.length += next.length;
             continue;
         }
-        if (have && img_map_dump(out, &cur, &next) < 0) {
+        if (cur.length > 0 && img_map_dump(out, &cur, &next) < 0) {
             return IMG_EXIT_FAILURE;
         }
         cur = next;
-        have = true;
     }
-    if (have && img_map_dump(out, &cur, NULL) < 0) {
+    if (img_map_dump(out, &cur, NULL) < 0) {
         return IMG_EXIT_FAILURE;
     }
     if (out == IMG_OUTPUT_JSON) {
