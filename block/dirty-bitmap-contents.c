@@ -170,10 +170,55 @@ bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset)
     return ret;
 }
 
+/*
+ * A stored bitmap nothing touched yet can be counted from the image
+ * without building it in memory (listings of many bitmaps).
+ */
+static bool stored_count(BdrvDirtyBitmap *bm, uint64_t *count,
+                         GError **errp)
+{
+    const BdrvBitmapDriverOps *ops = bm->bs && bm->bs->drv
+                                     ? bm->bs->drv->bitmap_ops : NULL;
+    bool untouched;
+
+    if (!ops || !ops->stored_count) {
+        return false;
+    }
+    bm_lock(bm);
+    untouched = bm->stored && !bm->loaded && !bm->hb && !bm->inconsistent;
+    bm_unlock(bm);
+    return untouched && ops->stored_count(bm->bs, bm, count, errp);
+}
+
+bool bdrv_dirty_bitmap_count_checked(BdrvDirtyBitmap *bm, uint64_t *count,
+                                     GError **errp)
+{
+    GError *err = NULL;
+
+    *count = 0;
+    if (stored_count(bm, count, &err)) {
+        return true;
+    }
+    if (err) {
+        /* The stored contents are unreadable: never trust them. */
+        bdrv_dirty_bitmap_set_inconsistent(bm);
+        g_propagate_error(errp, err);
+        return false;
+    }
+    if (!bdrv_dirty_bitmap_load(bm, errp)) {
+        return false;
+    }
+    *count = bdrv_get_dirty_count(bm);
+    return true;
+}
+
 uint64_t bdrv_get_dirty_count(BdrvDirtyBitmap *bm)
 {
     uint64_t ret;
 
+    if (stored_count(bm, &ret, NULL)) {
+        return ret;
+    }
     if (!dbm_ensure_loaded(bm)) {
         return 0;
     }

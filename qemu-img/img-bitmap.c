@@ -201,14 +201,13 @@ static int bitmap_list(BitmapArgs *a)
             continue;
         }
         if (!bdrv_dirty_bitmap_inconsistent(bm) &&
-            !bdrv_dirty_bitmap_load(bm, &err)) {
+            !bdrv_dirty_bitmap_count_checked(bm, &r.count, &err)) {
             error_report("%s", err->message);
             g_clear_error(&err);
             ret = IMG_EXIT_FAILURE;
         }
         r.recording = bdrv_dirty_bitmap_recording(bm);
         r.inconsistent = bdrv_dirty_bitmap_inconsistent(bm);
-        r.count = r.inconsistent ? 0 : bdrv_get_dirty_count(bm);
         g_array_append_val(rows, r);
     }
     if (a->output == IMG_OUTPUT_JSON) {

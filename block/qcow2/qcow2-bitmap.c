@@ -20,7 +20,7 @@
 #include <string.h>
 
 /* Read at most this much bitmap data per request while loading. */
-#define LOAD_CHUNK (4 * 1024 * 1024)
+#define LOAD_CHUNK (1024 * 1024)
 
 static Qcow2BitmapState *bm_state(BlockDriverState *bs)
 {
@@ -225,37 +225,45 @@ void qcow2_bitmaps_info(BlockDriverState *bs, JsonObject *data)
     json_object_set_array_member(data, "bitmaps", list);
 }
 
-/* ---- Lazy load (no metadata lock: called from queries and stores) ---- */
+/* ---- Reading stored contents (no metadata lock) ---- */
 
-/* Deserialize table entries [first, first + n), contiguous on disk. */
-static int load_run(BlockDriverState *bs, HBitmap *hb, uint64_t host,
-                    uint64_t first, uint64_t n, uint8_t *buf)
+/* What to do with each part of a stored bitmap, in table order. */
+typedef struct {
+    /* Table entry @i is an all-ones cluster. */
+    void (*ones)(void *opaque, uint64_t i);
+    /* Entries [first, first + n) are data clusters, contents in @buf. */
+    void (*data)(void *opaque, uint64_t first, uint64_t n,
+                 const uint8_t *buf);
+    void *opaque;
+} StoredWalk;
+
+static bool read_run(BlockDriverState *bs, const char *name, uint64_t host,
+                     uint64_t first, uint64_t n, uint8_t *buf,
+                     const StoredWalk *w, GError **errp)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t cs = s->cluster_size;
-    uint64_t per = cs * 8 * hbitmap_granularity(hb);
-    int ret = qcow2_read_host(bs, host, n * cs, buf);
+    int ret = qcow2_read_host(bs, host, n * s->cluster_size, buf);
 
     if (ret < 0) {
-        return ret;
+        error_setg_errno(errp, -ret, "Could not read bitmap '%s' data", name);
+        return false;
     }
-    for (uint64_t k = 0; k < n; k++) {
-        hbitmap_deserialize_part(hb, buf + k * cs, (first + k) * per, per,
-                                 false);
-    }
-    return 0;
+    w->data(w->opaque, first, n, buf);
+    return true;
 }
 
-static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
-                              HBitmap *hb, GError **errp)
+/*
+ * Walk the table entries a bitmap of @size bytes needs, checking each,
+ * reading runs of contiguous data clusters with one request each.
+ */
+static bool walk_stored(BlockDriverState *bs, const char *name,
+                        uint64_t size, const StoredWalk *w, GError **errp)
 {
-    const char *name = bdrv_dirty_bitmap_name(bm);
     g_autoptr(Qcow2BitmapEntry) e = qcow2_bitmap_find_entry(bs, name);
     g_autofree uint64_t *table = NULL;
     g_autofree uint8_t *buf = NULL;
+    uint64_t n, run_start = 0, run_len = 0, run_host = 0, chunk;
     Qcow2BitmapGeometry g;
-    uint64_t n, per, run_start = 0, run_len = 0, run_host = 0;
-    uint64_t chunk;
     int ret;
 
     if (!e) {
@@ -263,7 +271,7 @@ static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
         return false;
     }
     qcow2_bitmap_geometry(bs, &g);
-    n = qcow2_bitmap_table_entries(hbitmap_size(hb), e->granularity_bits,
+    n = qcow2_bitmap_table_entries(size, e->granularity_bits,
                                    g.cluster_size);
     if (n > e->table_size) {
         error_setg(errp, "Bitmap '%s' table has %" PRIu32 " entries, the "
@@ -274,7 +282,7 @@ static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
     table = g_try_new(uint64_t, MAX(n, 1));
     buf = g_try_malloc(chunk);
     if (!table || !buf) {
-        error_setg(errp, "Not enough memory to load bitmap '%s'", name);
+        error_setg(errp, "Not enough memory to read bitmap '%s'", name);
         return false;
     }
     ret = qcow2_read_host(bs, e->table_offset, n * 8, table);
@@ -283,7 +291,6 @@ static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
                          name);
         return false;
     }
-    per = g.cluster_size * 8 * hbitmap_granularity(hb);
     for (uint64_t i = 0; i <= n; i++) {
         uint64_t ent = i < n ? ldq_be(&table[i]) : 0;
         uint64_t off = ent & QCOW2_BME_TABLE_OFFSET_MASK;
@@ -298,22 +305,144 @@ static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
             run_len++;
             continue;
         }
-        if (run_len) {
-            ret = load_run(bs, hb, run_host, run_start, run_len, buf);
-            if (ret < 0) {
-                error_setg_errno(errp, -ret, "Could not read bitmap '%s' "
-                                 "data", name);
-                return false;
-            }
-            run_len = 0;
+        if (run_len && !read_run(bs, name, run_host, run_start, run_len,
+                                 buf, w, errp)) {
+            return false;
         }
+        run_len = 0;
         if (off) {
             run_start = i;
             run_host = off;
             run_len = 1;
         } else if (ent & QCOW2_BME_TABLE_ALL_ONES) {
-            hbitmap_deserialize_ones(hb, i * per, per);
+            w->ones(w->opaque, i);
         }
+    }
+    return true;
+}
+
+typedef struct {
+    HBitmap *hb;
+    uint64_t cs;
+    uint64_t per;        /* disk bytes one bitmap cluster covers */
+} LoadCtx;
+
+static void load_ones(void *opaque, uint64_t i)
+{
+    LoadCtx *c = opaque;
+
+    hbitmap_deserialize_ones(c->hb, i * c->per, c->per);
+}
+
+static void load_data(void *opaque, uint64_t first, uint64_t n,
+                      const uint8_t *buf)
+{
+    LoadCtx *c = opaque;
+
+    for (uint64_t k = 0; k < n; k++) {
+        hbitmap_deserialize_part(c->hb, buf + k * c->cs,
+                                 (first + k) * c->per, c->per, false);
+    }
+}
+
+static bool qcow2_bitmap_load(BlockDriverState *bs, BdrvDirtyBitmap *bm,
+                              HBitmap *hb, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    LoadCtx c = { hb, s->cluster_size,
+                  s->cluster_size * 8 * hbitmap_granularity(hb) };
+    StoredWalk w = { load_ones, load_data, &c };
+
+    return walk_stored(bs, bdrv_dirty_bitmap_name(bm), hbitmap_size(hb), &w,
+                       errp);
+}
+
+/* Population count of whole 64-bit words, with the CPU's instruction. */
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt")))
+static uint64_t popcount_words_hw(const uint64_t *w, size_t n)
+{
+    uint64_t sum = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        sum += (uint64_t)__builtin_popcountll(w[i]);
+    }
+    return sum;
+}
+#endif
+
+static uint64_t popcount_words(const uint64_t *w, size_t n)
+{
+    uint64_t sum = 0;
+
+#if defined(__x86_64__) && defined(__GNUC__)
+    if (__builtin_cpu_supports("popcnt")) {
+        return popcount_words_hw(w, n);
+    }
+#endif
+    for (size_t i = 0; i < n; i++) {
+        uint64_t v = w[i];
+        v = v - ((v >> 1) & UINT64_C(0x5555555555555555));
+        v = (v & UINT64_C(0x3333333333333333)) +
+            ((v >> 2) & UINT64_C(0x3333333333333333));
+        v = (v + (v >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+        sum += (v * UINT64_C(0x0101010101010101)) >> 56;
+    }
+    return sum;
+}
+
+typedef struct {
+    uint64_t cs;
+    uint64_t nbits;      /* bits of the whole bitmap */
+    uint64_t bits;       /* dirty bits seen */
+    bool last;           /* the last bit is dirty */
+} CountCtx;
+
+static void count_ones(void *opaque, uint64_t i)
+{
+    CountCtx *c = opaque;
+    uint64_t first = i * c->cs * 8;
+
+    c->bits += MIN(c->cs * 8, c->nbits - first);
+    c->last |= first + c->cs * 8 >= c->nbits;
+}
+
+static void count_data(void *opaque, uint64_t first, uint64_t n,
+                       const uint8_t *buf)
+{
+    CountCtx *c = opaque;
+    uint64_t start_bit = first * c->cs * 8;
+    uint64_t bits = MIN(n * c->cs * 8, c->nbits - start_bit);
+    uint64_t words = bits / 64;
+
+    /* buf comes from g_malloc: aligned for uint64_t. */
+    c->bits += popcount_words((const uint64_t *)buf, words);
+    for (uint64_t b = words * 64; b < bits; b++) {
+        c->bits += (buf[b / 8] >> (b % 8)) & 1;
+    }
+    if (start_bit + bits == c->nbits && bits) {
+        uint64_t b = bits - 1;
+        c->last = (buf[b / 8] >> (b % 8)) & 1;
+    }
+}
+
+static bool qcow2_bitmap_stored_count(BlockDriverState *bs,
+                                      BdrvDirtyBitmap *bm, uint64_t *bytes,
+                                      GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t size = bdrv_dirty_bitmap_size(bm);
+    uint64_t gran = bdrv_dirty_bitmap_granularity(bm);
+    CountCtx c = { s->cluster_size, (size + gran - 1) / gran, 0, false };
+    StoredWalk w = { count_ones, count_data, &c };
+
+    if (!walk_stored(bs, bdrv_dirty_bitmap_name(bm), size, &w, errp)) {
+        return false;
+    }
+    *bytes = c.bits * gran;
+    if (c.last && size % gran) {
+        /* The last bit covers only the bytes up to the end of the disk. */
+        *bytes -= gran - size % gran;
     }
     return true;
 }
@@ -568,6 +697,7 @@ const BdrvBitmapDriverOps qcow2_bitmap_ops = {
     .can_store_new = qcow2_bitmap_can_store_new,
     .remove_persistent = qcow2_bitmap_remove,
     .load = qcow2_bitmap_load,
+    .stored_count = qcow2_bitmap_stored_count,
     .before_change = qcow2_bitmap_before_change,
     .store = qcow2_bitmap_store,
     .check_stored = qcow2_bitmap_check_stored,

@@ -82,6 +82,12 @@ typedef struct BdrvBitmapDriverOps {
     /* Store every persistent bitmap that changed (no writes in flight). */
     bool (*store)(BlockDriverState *bs, GError **errp);
     /*
+     * Dirty bytes of the stored contents of @bm, without building the
+     * bitmap in memory (for listings).  Called without the node's lock.
+     */
+    bool (*stored_count)(BlockDriverState *bs, BdrvDirtyBitmap *bm,
+                         uint64_t *bytes, GError **errp);
+    /*
      * Are the stored bitmaps usable?  False (with the reason) when the
      * image's bitmap metadata is broken; the data stays readable.
      */
@@ -210,6 +216,13 @@ bool bdrv_merge_dirty_bitmap(BdrvDirtyBitmap *dest, BdrvDirtyBitmap *src,
 bool bdrv_dirty_bitmap_get(BdrvDirtyBitmap *bm, int64_t offset);
 /* Dirty bytes (the last granule counts only up to the size). */
 uint64_t bdrv_get_dirty_count(BdrvDirtyBitmap *bm);
+/*
+ * The same with errors: a stored bitmap nothing touched yet is counted
+ * from the image without loading it.  False (bitmap now inconsistent) if
+ * its stored contents cannot be read.
+ */
+bool bdrv_dirty_bitmap_count_checked(BdrvDirtyBitmap *bm, uint64_t *count,
+                                     GError **errp);
 /* First dirty / clean byte in [offset, offset + bytes), or -1. */
 int64_t bdrv_dirty_bitmap_next_dirty(BdrvDirtyBitmap *bm, int64_t offset,
                                      int64_t bytes);

@@ -196,6 +196,25 @@ class TestQemuWrittenReadByUs(BitmapCase):
         self.assertEqual(self.our_list(empty), [])
 
 
+class TestCounts(BitmapCase):
+
+    def test_partial_last_granule(self):
+        """The last bit covers only up to the end of the disk: the count
+        (read straight from the image, or from memory) says so."""
+        size = 100 * MiB + 512
+        path = self.create('odd.qcow2', size)
+        self.real_ok('bitmap', '--add', '-g', '1M', path, 'b')
+        self.real_ok('bitmap', '--add', '-g', '1M', path, 'c')
+        self.io('real', path, 'write %d 512' % (100 * MiB), 'write 0 1')
+        listed = {b['name']: b for b in self.our_list(path)}
+        self.assertEqual(listed['b']['count'], 1 * MiB + 512)
+        # After a merge (contents in memory) the count is the same.
+        self.ours_ok('bitmap', '--merge', 'b', path, 'c')
+        self.assertEqual(self.our_list(path)[1]['count'], 1 * MiB + 512)
+        self.assert_same_extents(path, 'c', [(0, 1 * MiB),
+                                             (100 * MiB, 512)])
+
+
 class TestMapRanges(BitmapCase):
 
     def test_start_and_length(self):
