@@ -64,6 +64,12 @@ static bool run_op(BlockDriverState *bs, BlockDriverState *src_bs,
 
     switch (op->kind) {
     case BITMAP_ADD:
+        if (a->granularity > UINT32_MAX) {
+            /* QEMU's granularity is 32 bits wide: same answer as QEMU. */
+            error_setg(errp, "Granularity must be power of 2 and at least "
+                       "512");
+            return false;
+        }
         return block_dirty_bitmap_add(bs, bitmap, a->granularity, true,
                                       false, errp) != NULL;
     case BITMAP_REMOVE:
