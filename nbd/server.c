@@ -159,7 +159,6 @@ static void reap_dead(void)
         g_thread_join(c->thread);
         close(c->fd);
         if (exp) {
-            nbd_export_detach(exp);
             nbd_export_unref(exp);
         }
         if (c->meta_exp) {
@@ -196,6 +195,10 @@ static void client_finish(NbdClient *c)
         c->pool = NULL;
     }
     shutdown(c->fd, SHUT_RDWR);
+    /* No request left: the export is free for a safe delete right now. */
+    if (c->exp) {
+        nbd_export_detach(c->exp);
+    }
 
     g_mutex_lock(&srv.lock);
     g_ptr_array_remove(srv.clients, c);

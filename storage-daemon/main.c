@@ -23,6 +23,7 @@
 #include "block/block.h"
 #include "block/blockdev.h"
 #include "monitor/monitor.h"
+#include "nbd/server.h"
 #include "monitor/qmp-stream.h"
 #include "qapi/error.h"
 #include "util/keyval.h"
@@ -204,11 +205,9 @@ static bool process_option(int opt, const char *arg, GError **errp)
     case OPT_MONITOR:
         return process_monitor_option(arg, errp);
     case OPT_NBD_SERVER:
-        error_setg(errp, "--nbd-server is not supported yet");
-        return false;
+        return nbd_cmdline_nbd_server(arg, errp);
     case OPT_EXPORT:
-        error_setg(errp, "--export is not supported yet");
-        return false;
+        return nbd_cmdline_export(arg, errp);
     case OPT_OBJECT:
         error_setg(errp, "--object is not supported yet");
         return false;

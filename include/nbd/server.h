@@ -188,4 +188,13 @@ bool nbd_export_del_from_options(JsonObject *args, GError **errp);
 /* query-block-exports: a JSON array of BlockExportInfo. */
 JsonNode *nbd_query_block_exports(void);
 
+/*
+ * The storage daemon's --nbd-server and --export options (keyval text,
+ * validated against NbdServerOptions / BlockExportOptions).  Implemented
+ * in monitor/cmds-nbd.c, next to the QMP handlers, because they need the
+ * schema and the monitor's exit hooks.
+ */
+bool nbd_cmdline_nbd_server(const char *arg, GError **errp);
+bool nbd_cmdline_export(const char *arg, GError **errp);
+
 #endif

@@ -154,9 +154,9 @@ class TestCommandLine(DaemonCase):
           '--monitor', 'm', '--monitor', 'm'], 'already in use'),
         (['--blockdev', '{"driver": 1'], 'JSON parse error'),
         (['--blockdev', 'driver=null-co,a.b=1,a=2'], 'inconsistently'),
-        (['--nbd-server', 'addr.type=unix,addr.path=/tmp/n'],
+        (['--nbd-server', 'addr.type=vsock,addr.cid=1,addr.port=2'],
          'not supported'),
-        (['--export', 'nbd,id=e,node-name=n'], 'not supported'),
+        (['--export', 'nbd,id=e,node-name=n'], 'NBD server not running'),
         (['--object', 'secret,id=s,data=x'], 'not supported'),
     ]
 
