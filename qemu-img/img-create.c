@@ -44,9 +44,10 @@ static const ImgOptDesc raw_opts[] = {
 
 static const ImgOptDesc qcow2_opts[] = {
     { "cluster_size", OPT_SIZE, "65536", "Allocation unit (512 to 2M)" },
-    { "extended_l2", OPT_BOOL, "off", "Subcluster allocation (on/off)" },
+    { "extended_l2", OPT_BOOL, "off",
+      "Subcluster allocation (the driver supports off only)" },
     { "preallocation", OPT_STR, NULL,
-      "What to allocate up front: off, metadata, falloc or full" },
+      "What to allocate up front: off or metadata" },
     { "compression_type", OPT_STR, "zlib",
       "Algorithm for compressed clusters (zlib or zstd)" },
     { "size", OPT_SIZE, NULL, "Virtual size of the image" },
