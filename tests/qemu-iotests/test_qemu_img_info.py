@@ -6,10 +6,11 @@ indent, format-specific data, backing chains), plus open errors."""
 import json
 import os
 import re
+import subprocess
 import unittest
 
 from fe_util import FrontendCase
-from harness import requires_real
+from harness import proc, requires_real
 
 
 def same_except_disk_size(text):
@@ -124,6 +125,30 @@ class TestInfo(FrontendCase):
             with self.subTest(args=args):
                 rc, _, _ = self.assert_same(['qemu-img', 'info'] + args)
                 self.assertEqual(rc, 1)
+
+    def test_locked_by_another_process(self):
+        """An image held open read-write by the real qemu-io: refused
+        unless -U, with QEMU's message."""
+        self.make_both('-f', 'qcow2', 'lk.qcow2', '1M')
+        holders = []
+        for d in self.dirs.values():
+            h = subprocess.Popen([self.real('qemu-io'), 'lk.qcow2'], cwd=d,
+                                 stdin=subprocess.PIPE,
+                                 stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+            holders.append(h)
+            self.addCleanup(h.wait, 30)
+            self.addCleanup(h.stdin.close)
+            proc.wait_for(lambda: self.run_cmd(
+                [self.real('qemu-img'), 'info', 'lk.qcow2'], cwd=d)[0] == 1,
+                timeout=30, what='qemu-io holding the lock')
+        for args in (['info'], ['check'], ['map']):
+            with self.subTest(args=args):
+                rc, _, err = self.assert_same(['qemu-img'] + args +
+                                              ['lk.qcow2'])
+                self.assertEqual(rc, 1)
+                self.assertIn('Failed to get shared "write" lock', err)
+        self.info_same('-U', 'lk.qcow2')
 
     def test_object_secret_accepted(self):
         self.make_both('-f', 'raw', 'a.img', '1M')
