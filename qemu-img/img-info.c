@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/dirty-bitmap.h"
 #include "block/qapi-info.h"
 #include "qapi/error.h"
 #include "util/cutils.h"
@@ -55,6 +56,11 @@ static JsonObject *img_info_collect(const char *filename, const char *fmt,
 
     if (!bs) {
         return NULL;
+    }
+    if (!bdrv_dirty_bitmaps_check_stored(bs, &err)) {
+        /* The data is fine; say why no bitmap is listed. */
+        error_report("warning: bitmaps unusable: %s", err->message);
+        g_clear_error(&err);
     }
     info = bdrv_image_info(bs, &err);
     if (!info) {

@@ -128,8 +128,13 @@ class TestBrokenDirectory(CorruptBase):
     def one_case(self, poke, message):
         path = self.make()
         poke(path)
-        # Opens; no bitmaps listed in info; data readable.
-        info = json.loads(self.ours_ok('info', '--output=json', path))
+        # Opens; no bitmaps listed in info (a warning says why); data
+        # readable.
+        rc, out, err = self.ours_rc('info', '--output=json', path)
+        self.assertEqual(rc, 0)
+        self.assertIn('warning: bitmaps unusable: ', err)
+        self.assertIn(message, err)
+        info = json.loads(out)
         self.assertNotIn('bitmaps', info['format-specific']['data'])
         self.data_readable(path)
         # Every bitmap operation says why.
