@@ -128,6 +128,66 @@ class TestCheck(FrontendCase):
                 rc, _, _ = self.assert_same(['qemu-img', 'check'] + args)
                 self.assertEqual(rc, 1)
 
+    # Crafted images (robustness catalogue 48): name -> (poke, expected
+    # exit code, or None where the drivers legitimately differ: QEMU opens
+    # some broken headers that ours refuses, which is exit 1 either way).
+    CRAFTED = {
+        'bad-magic': (lambda p: qcow2.set_header_field(p, 'magic', 0x1234),
+                      63),
+        'version-1': (lambda p: qcow2.set_header_field(p, 'version', 1), 1),
+        'incompat-40': (lambda p: qcow2.set_feature_bit(p, 'incompatible',
+                                                        40), 1),
+        'autoclear-5': (lambda p: qcow2.set_feature_bit(p, 'autoclear', 5),
+                        0),
+        'header-huge': (lambda p: qcow2.set_header_field(
+            p, 'header_length', 1 << 20), 1),
+        'header-odd': (lambda p: qcow2.set_header_field(
+            p, 'header_length', 105), None),
+        'cluster-bits-8': (lambda p: qcow2.set_header_field(
+            p, 'cluster_bits', 8), 1),
+        'cluster-bits-30': (lambda p: qcow2.set_header_field(
+            p, 'cluster_bits', 30), 1),
+        'refcount-table-misaligned': (lambda p: qcow2.set_header_field(
+            p, 'refcount_table_offset',
+            qcow2.Image(p).header().refcount_table_offset + 8), 1),
+        'l1-huge': (lambda p: qcow2.set_header_field(p, 'l1_size',
+                                                     0x7fffffff), 1),
+        'l1-past-eof': (lambda p: qcow2.set_header_field(
+            p, 'l1_table_offset', 1 << 40), None),
+        'l2-entry-past-eof': (lambda p: qcow2.corrupt_l2_entry(p, 0), 2),
+        'l2-entry-into-header': (lambda p: qcow2.set_l2_entry(p, 0, 1 << 63),
+                                 3),
+        'l1-entry-past-eof': (lambda p: qcow2.corrupt_l1_entry(p, 0), 2),
+        'corrupt-bit': (lambda p: qcow2.set_feature_bit(p, 'incompatible',
+                                                        1), 0),
+        'dirty-bit': (lambda p: qcow2.set_feature_bit(p, 'incompatible', 0),
+                      0),
+        'refcount-zero': (lambda p: qcow2.Image(p).set_refcount(
+            qcow2.Image(p).host_offset(0), 0), 2),
+        'refcount-five': (lambda p: qcow2.Image(p).set_refcount(
+            qcow2.Image(p).host_offset(0), 5), 2),
+    }
+
+    def test_crafted_images_exit_codes(self):
+        for name, (poke, want) in self.CRAFTED.items():
+            with self.subTest(case=name):
+                p = self.img(name + '.qcow2')
+                self.real_img('create', '-q', '-f', 'qcow2', p, '16M')
+                self.real_io('-c', 'write -P 1 0 128k', '-c',
+                             'write -P 2 8M 64k', p)
+                poke(p)
+                for args in ([], ['--output=json']):
+                    rc, out, err = self.run_cmd([self.ours('qemu-img'),
+                                                 'check'] + args + [p])
+                    self.assertGreaterEqual(rc, 0, 'killed by a signal')
+                    self.assertIn(rc, (0, 1, 2, 3, 63), err)
+                    if want is not None:
+                        self.assertEqual(rc, want, out + err)
+                    rrc = self.run_cmd([self.real('qemu-img'), 'check'] +
+                                       args + [p])[0]
+                    if want is not None:
+                        self.assertEqual(rrc, want)
+
     def test_our_qcow2_images_check_clean(self):
         self.qcow2_ok()
         p = self.img('o.qcow2')
