@@ -602,16 +602,17 @@ class NbdClient:
 
 
 def libnbd():
-    """python3-libnbd's `nbd` module, or None.  A test started by the
-    runner has harness/ on sys.path, where this file would shadow that
-    module: look past it."""
+    """python3-libnbd's `nbd` module, or None.  If this file shadows it
+    (harness/ on sys.path), look past harness/ and leave the real module
+    in sys.modules: libnbd's C code looks its classes up there."""
     import os
     import sys
     mod = sys.modules.get('nbd')
     if mod is not None and hasattr(mod, 'NBD'):
         return mod
     here = os.path.dirname(os.path.abspath(__file__))
-    saved_path, saved_mod = sys.path[:], sys.modules.pop('nbd', None)
+    saved_path = sys.path[:]
+    sys.modules.pop('nbd', None)
     sys.path[:] = [p for p in sys.path
                    if os.path.abspath(p or os.curdir) != here]
     try:
@@ -620,8 +621,4 @@ def libnbd():
         mod = None
     finally:
         sys.path[:] = saved_path
-        if saved_mod is not None:
-            sys.modules['nbd'] = saved_mod
-        elif mod is not None:
-            sys.modules.pop('nbd', None)
     return mod
