@@ -299,6 +299,18 @@ static int get_l2_table(BlockDriverState *bs, uint64_t offset, bool alloc,
     return alloc ? l2_allocate(bs, i, table) : 0;
 }
 
+int qcow2_prepare_l2(BlockDriverState *bs, uint64_t offset)
+{
+    Qcow2State *s = bs->opaque;
+    uint64_t *table;
+    int ret = get_l2_table(bs, offset, true, &table);
+
+    if (ret == 0) {
+        qcow2_cache_put(s->l2_cache, (void **)&table);
+    }
+    return ret;
+}
+
 int qcow2_count_alloc_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t max, uint64_t *count)
 {
@@ -414,7 +426,7 @@ static uint64_t zero_fn(Qcow2State *s, BlockDriverState *bs, uint64_t old,
 {
     switch (qcow2_l2_entry_type(s, old)) {
     case QCOW2_CLUSTER_UNALLOCATED:
-        return bs->backing ? QCOW2_OFLAG_ZERO : old;
+        return QCOW2_OFLAG_ZERO;
     case QCOW2_CLUSTER_ZERO_PLAIN:
         return old;
     case QCOW2_CLUSTER_ZERO_ALLOC:
@@ -444,8 +456,7 @@ int qcow2_zero_clusters(BlockDriverState *bs, uint64_t offset,
         uint64_t l2_index = (offset >> s->cluster_bits) &
                             (s->l2_entries - 1);
         uint64_t n = MIN(count, s->l2_entries - l2_index);
-        int ret = update_entries(bs, offset, n, bs->backing != NULL,
-                                 zero_fn, unmap, 0);
+        int ret = update_entries(bs, offset, n, true, zero_fn, unmap, 0);
         if (ret < 0) {
             return ret;
         }
@@ -458,13 +469,17 @@ int qcow2_zero_clusters(BlockDriverState *bs, uint64_t offset,
 static uint64_t discard_fn(Qcow2State *s, BlockDriverState *bs, uint64_t old,
                            uint64_t full, bool *free_old)
 {
-    uint64_t e = 0;
+    bool allocated = is_allocated(s, old);
 
-    if (!full && bs->backing && s->hdr.version >= 3) {
-        e = QCOW2_OFLAG_ZERO;
+    *free_old = allocated;
+    if (full) {
+        return 0;
     }
-    *free_old = is_allocated(s, old);
-    return e;
+    /* A discarded cluster reads as zeroes where the format can say so. */
+    if (!allocated && !bs->backing) {
+        return old;
+    }
+    return s->hdr.version >= 3 ? QCOW2_OFLAG_ZERO : 0;
 }
 
 int qcow2_discard_clusters(BlockDriverState *bs, uint64_t offset,

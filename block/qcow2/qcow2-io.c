@@ -304,9 +304,12 @@ static int64_t write_step(BlockDriverState *bs, uint64_t offset,
         wait_inflight(s, gstart, gstart + count * cs);
         return 0;
     }
-    ret = qcow2_count_alloc_clusters(bs, gstart, count, &count);
+    ret = metadata_begin(bs);
     if (ret == 0) {
-        ret = metadata_begin(bs);
+        ret = qcow2_prepare_l2(bs, gstart);
+    }
+    if (ret == 0) {
+        ret = qcow2_count_alloc_clusters(bs, gstart, count, &count);
     }
     if (ret < 0) {
         return ret;

@@ -275,6 +275,8 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
  */
 int qcow2_count_alloc_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t max, uint64_t *count);
+/* Make sure the L2 table for guest @offset exists (allocate it). */
+int qcow2_prepare_l2(BlockDriverState *bs, uint64_t offset);
 /* Point @count guest clusters from @offset at host clusters from @host. */
 int qcow2_link_clusters(BlockDriverState *bs, uint64_t offset,
                         uint64_t count, uint64_t host);
