@@ -27,6 +27,7 @@ typedef struct {
     int64_t step;
     int64_t image_size;
     int pattern;
+    int write_flags;        /* BDRV_REQ_FUA with -t writethrough */
     int64_t flush_interval;
     bool drain;
 
@@ -111,7 +112,8 @@ static void img_bench_worker(gpointer data, gpointer user_data)
 
         g_rw_lock_reader_lock(&b->drain_lock);
         if (b->write) {
-            ret = bdrv_pwrite(b->bs, offset, b->bufsize, buf, 0);
+            ret = bdrv_pwrite(b->bs, offset, b->bufsize, buf,
+                              b->write_flags);
         } else {
             ret = bdrv_pread(b->bs, offset, b->bufsize, buf, 0);
         }
@@ -339,6 +341,7 @@ int img_bench(const ImgCmd *cmd, int argc, char **argv)
     a.b.step = a.b.step ? a.b.step : a.b.bufsize;
     a.b.next_offset = a.offset;
     a.b.drain = !a.no_drain;
+    a.b.write_flags = img_cache_writethrough(a.oa.cache) ? BDRV_REQ_FUA : 0;
     g_mutex_init(&a.b.lock);
     g_rw_lock_init(&a.b.drain_lock);
     r = img_bench_run(&a.b, a.depth, a.quiet);

@@ -76,6 +76,12 @@ bool img_parse_cache(const char *mode, int *flags)
     return true;
 }
 
+bool img_cache_writethrough(const char *mode)
+{
+    return mode && (!strcmp(mode, "writethrough") ||
+                    !strcmp(mode, "directsync"));
+}
+
 int img_handle_object(const char *def)
 {
     g_autoptr(GError) err = NULL;

@@ -80,6 +80,11 @@ bool img_parse_output(const char *arg, ImgOutputFormat *out);
  */
 bool img_parse_cache(const char *mode, int *flags);
 /*
+ * Whether @mode (may be NULL) wants every write on stable storage before
+ * it completes (writethrough, directsync): callers add BDRV_REQ_FUA.
+ */
+bool img_cache_writethrough(const char *mode);
+/*
  * --object: the only user-creatable object type we accept is "secret"
  * (id plus data or file); nothing uses it yet.  Returns -1 to go on, or
  * the exit code to return at once: 0 after "--object help", 1 (message

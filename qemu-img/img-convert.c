@@ -52,6 +52,7 @@ typedef struct {
     uint8_t *buf;
     bool out_zero;          /* the target reads as zeroes before we write */
     bool has_backing;       /* -B: keep unallocated ranges unallocated */
+    int write_flags;        /* BDRV_REQ_FUA with -t writethrough */
     int64_t sparse;
     int64_t done;
     int64_t total;
@@ -60,7 +61,7 @@ typedef struct {
 static int img_convert_write(ImgConvertState *s, int64_t off, int64_t n,
                              const uint8_t *buf)
 {
-    int ret = bdrv_pwrite(s->out, off, n, buf, 0);
+    int ret = bdrv_pwrite(s->out, off, n, buf, s->write_flags);
 
     if (ret < 0) {
         error_report("error while writing at byte %" PRId64 ": %s", off,
@@ -76,7 +77,8 @@ static int img_convert_zero(ImgConvertState *s, int64_t off, int64_t n)
     if (s->out_zero) {
         return 0;
     }
-    ret = bdrv_pwrite_zeroes(s->out, off, n, BDRV_REQ_MAY_UNMAP);
+    ret = bdrv_pwrite_zeroes(s->out, off, n,
+                             BDRV_REQ_MAY_UNMAP | s->write_flags);
     if (ret < 0) {
         error_report("error while writing at byte %" PRId64 ": %s", off,
                      g_strerror(-ret));
@@ -248,6 +250,7 @@ static int img_convert_run(ImgConvertArgs *a)
     }
     s.out = out;
     s.has_backing = a->backing != NULL;
+    s.write_flags = img_cache_writethrough(a->cache) ? BDRV_REQ_FUA : 0;
     s.out_zero = (!a->no_create && !a->backing) || a->target_is_zero;
     s.buf = g_malloc(CONV_BUF);
     img_progress_init(a->progress && !a->quiet);

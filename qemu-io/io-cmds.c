@@ -154,8 +154,12 @@ void io_cvtstr(double value, char *str, size_t size)
     }
 }
 
-bool io_parse_cache(const char *mode, int *flags)
+bool io_parse_cache(const char *mode, int *flags, bool *writethrough)
 {
+    if (writethrough) {
+        *writethrough = !strcmp(mode, "writethrough") ||
+                        !strcmp(mode, "directsync");
+    }
     *flags &= ~(BDRV_O_NOCACHE | BDRV_O_NO_FLUSH);
     if (!strcmp(mode, "none") || !strcmp(mode, "off") ||
         !strcmp(mode, "directsync")) {
@@ -211,6 +215,7 @@ static int io_open_f(IoState *s, int argc, char **argv)
 {
     g_autoptr(JsonObject) extra = json_object_new();
     int flags = BDRV_O_RDWR;
+    bool wt = false;
     int c;
 
     while ((c = getopt(argc, argv, "rnUt:o:")) != -1) {
@@ -225,7 +230,7 @@ static int io_open_f(IoState *s, int argc, char **argv)
             flags |= BDRV_O_FORCE_SHARE;
             break;
         case 't':
-            if (!io_parse_cache(optarg, &flags)) {
+            if (!io_parse_cache(optarg, &flags, &wt)) {
                 error_report("Invalid cache option: %s", optarg);
                 return -EINVAL;
             }
@@ -257,8 +262,11 @@ static int io_open_f(IoState *s, int argc, char **argv)
     if (optind != argc - 1) {
         return io_usage("open");
     }
-    return io_open_image(s, argv[optind], NULL, false, flags, extra)
-           ? 0 : -EINVAL;
+    if (!io_open_image(s, argv[optind], NULL, false, flags, extra)) {
+        return -EINVAL;
+    }
+    s->write_flags = wt ? BDRV_REQ_FUA : 0;
+    return 0;
 }
 
 static int io_close_f(IoState *s, int argc, char **argv)

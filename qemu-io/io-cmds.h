@@ -13,6 +13,7 @@
 /* What the commands operate on. */
 typedef struct IoState {
     BlockDriverState *bs;       /* the open image, or NULL */
+    int write_flags;            /* BDRV_REQ_FUA for writethrough caching */
     bool quit;                  /* set by `quit` */
 } IoState;
 
@@ -24,8 +25,12 @@ typedef struct IoState {
 bool io_open_image(IoState *s, const char *filename, const char *fmt,
                    bool image_opts, int flags, JsonObject *extra);
 
-/* Parse a cache mode into BDRV_O_NOCACHE / BDRV_O_NO_FLUSH flags. */
-bool io_parse_cache(const char *mode, int *flags);
+/*
+ * Parse a cache mode into BDRV_O_NOCACHE / BDRV_O_NO_FLUSH flags;
+ * *writethrough (may be NULL) is set for writethrough and directsync,
+ * whose writes must reach stable storage before they complete.
+ */
+bool io_parse_cache(const char *mode, int *flags, bool *writethrough);
 
 /*
  * Split @line at spaces and run the command.  Returns 0 on success and a

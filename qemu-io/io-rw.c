@@ -353,9 +353,11 @@ int io_write_f(IoState *s, int argc, char **argv)
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ret = io_check_range(s, offset, count);
     if (ret == 0 && count && o.zero) {
-        ret = bdrv_pwrite_zeroes(s->bs, offset, count, o.flags);
+        ret = bdrv_pwrite_zeroes(s->bs, offset, count,
+                                 o.flags | s->write_flags);
     } else if (ret == 0 && count) {
-        ret = bdrv_pwrite(s->bs, offset, count, buf, o.flags);
+        ret = bdrv_pwrite(s->bs, offset, count, buf,
+                          o.flags | s->write_flags);
     }
     clock_gettime(CLOCK_MONOTONIC, &t2);
     free(buf);

@@ -42,6 +42,7 @@ typedef struct {
     const char *fmt;
     const char *discard;
     bool image_opts;
+    bool writethrough;
     int flags;
 } IoArgs;
 
@@ -62,7 +63,7 @@ static int io_option(IoArgs *a, int c)
         a->flags |= BDRV_O_NOCACHE;
         break;
     case 't':
-        if (!io_parse_cache(optarg, &a->flags)) {
+        if (!io_parse_cache(optarg, &a->flags, &a->writethrough)) {
             error_report("Invalid cache option: %s", optarg);
             return 1;
         }
@@ -177,6 +178,7 @@ int main(int argc, char **argv)
                        extra)) {
         return 1;
     }
+    s.write_flags = a.writethrough ? BDRV_REQ_FUA : 0;
     if (!cmds->len) {
         failed = io_interactive(&s);
     }

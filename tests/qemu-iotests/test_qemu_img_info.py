@@ -7,6 +7,7 @@ import json
 import os
 import re
 import subprocess
+import time
 import unittest
 
 from fe_util import FrontendCase
@@ -130,18 +131,30 @@ class TestInfo(FrontendCase):
         """An image held open read-write by the real qemu-io: refused
         unless -U, with QEMU's message."""
         self.make_both('-f', 'qcow2', 'lk.qcow2', '1M')
-        holders = []
         for d in self.dirs.values():
-            h = subprocess.Popen([self.real('qemu-io'), 'lk.qcow2'], cwd=d,
-                                 stdin=subprocess.PIPE,
-                                 stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
-            holders.append(h)
+            log = open(os.path.join(d, 'holder.log'), 'w')
+            self.addCleanup(log.close)
+            # qemu-io's own `sleep` keeps the image open (and locked).
+            h = subprocess.Popen([self.real('qemu-io'), '-c', 'sleep 60000',
+                                  'lk.qcow2'], cwd=d,
+                                 stdin=subprocess.DEVNULL, stdout=log,
+                                 stderr=subprocess.STDOUT)
             self.addCleanup(h.wait, 30)
-            self.addCleanup(h.stdin.close)
-            proc.wait_for(lambda: self.run_cmd(
-                [self.real('qemu-img'), 'info', 'lk.qcow2'], cwd=d)[0] == 1,
-                timeout=30, what='qemu-io holding the lock')
+            self.addCleanup(h.kill)
+
+            # Watch /proc/locks rather than probing with another tool,
+            # whose own lock would make the holder's open fail.
+            ino = os.stat(os.path.join(d, 'lk.qcow2')).st_ino
+
+            def locked(d=d, h=h, ino=ino):
+                if h.poll() is not None:
+                    self.fail('qemu-io holder exited early: %s' % open(
+                        os.path.join(d, 'holder.log')).read())
+                with open('/proc/locks') as f:
+                    held = [l for l in f if ':%d ' % ino in l]
+                return len(held) >= 2
+            proc.wait_for(locked, timeout=60, what='qemu-io holding the lock')
+            time.sleep(0.2)     # let it finish taking its lock bytes
         for args in (['info'], ['check'], ['map']):
             with self.subTest(args=args):
                 rc, _, err = self.assert_same(['qemu-img'] + args +
