@@ -248,6 +248,14 @@ static int img_convert_run(ImgConvertArgs *a)
     if (!out) {
         return IMG_EXIT_FAILURE;
     }
+    if (a->no_create) {
+        int64_t out_len = bdrv_getlength(out);
+
+        if (out_len >= 0 && out_len < s.total) {
+            error_report("output file is smaller than input file");
+            return IMG_EXIT_FAILURE;
+        }
+    }
     s.out = out;
     s.has_backing = a->backing != NULL;
     s.write_flags = img_cache_writethrough(a->cache) ? BDRV_REQ_FUA : 0;
@@ -290,6 +298,10 @@ static int img_convert_validate(ImgConvertArgs *a)
     if (a->compress) {
         /* The block API has no compressed-write request yet. */
         error_report("Compression not supported for this file format");
+        return IMG_EXIT_FAILURE;
+    }
+    if (a->backing && !a->backing_fmt) {
+        error_report("Use of backing file requires explicit backing format");
         return IMG_EXIT_FAILURE;
     }
     if (a->backing && a->no_create) {

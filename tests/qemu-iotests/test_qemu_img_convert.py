@@ -149,6 +149,7 @@ class TestConvert(FrontendCase):
                      ['-S', '1Q', 's.raw', 'x.img'],
                      ['-n', '-B', 'b', 's.raw', 'x.img'],
                      ['--target-is-zero', 's.raw', 'x.img'],
+                     ['-O', 'qcow2', '-B', 's.raw', 's.raw', 'x.img'],
                      ['-Z', 's.raw', 'x.img']):
             with self.subTest(args=args):
                 ours, real = self.run_both(['qemu-img', 'convert'] + args)
@@ -156,9 +157,19 @@ class TestConvert(FrontendCase):
                 self.assertEqual(real[0], 1, real)
                 self.assertFalse(os.path.exists(
                     os.path.join(self.dirs['ours'], 'x.img')))
-        ours, real = self.run_both(['qemu-img', 'convert', '-O', 'vmdkx',
-                                    's.raw', 'x.img'])
-        self.assertEqual(ours[2], real[2])
+        for args in (['-O', 'vmdkx', 's.raw', 'x.img'],
+                     ['-O', 'qcow2', '-B', 's.raw', 's.raw', 'x.img']):
+            ours, real = self.run_both(['qemu-img', 'convert'] + args)
+            self.assertEqual(ours[2], real[2])
+
+    def test_no_create_target_too_small(self):
+        s = self.copy_to_both(self.src(), 's.raw')
+        for d in self.dirs.values():
+            self.run_ok([self.real('qemu-img'), 'create', '-q', '-f', 'raw',
+                         'small.raw', '1M'], cwd=d)
+        rc, _, _ = self.assert_same(['qemu-img', 'convert', '-n', '-O',
+                                     'raw', s, 'small.raw'])
+        self.assertEqual(rc, 1)
 
 
 if __name__ == '__main__':
