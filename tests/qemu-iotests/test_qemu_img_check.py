@@ -18,11 +18,11 @@ def add_leaks(path, n=2):
     h = img.header()
     cs = h.cluster_size
     size = os.path.getsize(path)
-    first = (size + cs - 1) // cs
+    first = divmod(size + cs - 1, cs)[0]
     with open(path, 'r+b') as f:
         f.seek(h.refcount_table_offset)
         block = struct.unpack('>Q', f.read(8))[0]
-        width = (1 << h.refcount_order) // 8
+        width = (1 << h.refcount_order) >> 3
         assert width == 2, 'test expects 16-bit refcounts'
         for i in range(n):
             f.seek(block + (first + i) * 2)
