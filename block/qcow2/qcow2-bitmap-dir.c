@@ -98,9 +98,9 @@ bool qcow2_bitmap_ext_parse(const uint8_t *data, size_t len,
         return false;
     }
     if (ext->dir_size < (uint64_t)ext->nb_bitmaps * QCOW2_BME_ENTRY_FIXED) {
-        error_setg(errp, "Bitmap directory is broken: %" PRIu64 " bytes "
-                   "cannot hold %" PRIu32 " bitmaps", ext->dir_size,
-                   ext->nb_bitmaps);
+        error_setg(errp, "Bitmap directory is broken: the header extension "
+                   "says %" PRIu32 " bitmaps, but %" PRIu64 " bytes cannot "
+                   "hold them", ext->nb_bitmaps, ext->dir_size);
         return false;
     }
     if (ext->dir_offset == 0 || ext->dir_offset % g->cluster_size) {
@@ -329,6 +329,22 @@ static bool check_overlaps(GPtrArray *entries, const Qcow2BitmapExt *ext,
     return true;
 }
 
+/* How many entries a directory really holds (for the message). */
+static uint32_t count_more(const uint8_t *buf, uint64_t pos, uint64_t size,
+                           uint32_t n)
+{
+    while (size - pos >= QCOW2_BME_ENTRY_FIXED && n < UINT32_MAX) {
+        uint64_t len = qcow2_bitmap_entry_size(ldw_be(buf + pos + 18)) +
+                       qemu_align_up(ldl_be(buf + pos + 20), 8);
+        if (len > size - pos) {
+            break;
+        }
+        pos += len;
+        n++;
+    }
+    return n + (pos < size);
+}
+
 GPtrArray *qcow2_bitmap_dir_parse(const uint8_t *buf,
                                   const Qcow2BitmapExt *ext,
                                   const Qcow2BitmapGeometry *g,
@@ -342,8 +358,15 @@ GPtrArray *qcow2_bitmap_dir_parse(const uint8_t *buf,
 
     for (uint32_t i = 0; i < ext->nb_bitmaps; i++) {
         uint64_t len;
-        Qcow2BitmapEntry *e = decode_entry(buf + pos, ext->dir_size - pos, i,
-                                           &len, errp);
+        Qcow2BitmapEntry *e;
+
+        if (pos == ext->dir_size) {
+            error_setg(errp, "Bitmap directory is broken: the header "
+                       "extension says %" PRIu32 " bitmaps, the directory "
+                       "holds only %" PRIu32, ext->nb_bitmaps, i);
+            return NULL;
+        }
+        e = decode_entry(buf + pos, ext->dir_size - pos, i, &len, errp);
         if (!e) {
             return NULL;
         }
@@ -361,8 +384,9 @@ GPtrArray *qcow2_bitmap_dir_parse(const uint8_t *buf,
     if (pos != ext->dir_size) {
         error_setg(errp, "Bitmap directory is broken: the header extension "
                    "says %" PRIu32 " bitmaps in %" PRIu64 " bytes, but they "
-                   "take %" PRIu64 " bytes", ext->nb_bitmaps, ext->dir_size,
-                   pos);
+                   "take %" PRIu64 " bytes and the directory holds %" PRIu32
+                   " or more", ext->nb_bitmaps, ext->dir_size, pos,
+                   count_more(buf, pos, ext->dir_size, ext->nb_bitmaps));
         return NULL;
     }
     if (!check_overlaps(entries, ext, g, errp)) {

@@ -118,7 +118,7 @@ static void test_ext(void)
         { 65536, 0, 65536 * 32, 2 * CS, "exceeding" },
         { 1, 7, 32, 2 * CS, "Reserved field" },
         { 1, 0, 1024 * 65535 + 8, 2 * CS, "exceeds the maximum" },
-        { 4, 0, 64, 2 * CS, "cannot hold 4 bitmaps" },
+        { 4, 0, 64, 2 * CS, "says 4 bitmaps, but 64 bytes cannot hold" },
         { 1, 0, 32, 2 * CS + 512, "invalid bitmap directory offset" },
         { 1, 0, 32, 0, "invalid bitmap directory offset" },
         { 1, 0, 32, 64 * MiB, "beyond the end" },
@@ -160,9 +160,11 @@ static void test_count_mismatch(void)
 
     g_assert_no_error(err);
     /* Header says more bitmaps than the directory holds. */
-    expect_dir_error(buf, size, 4, "entry 3 is truncated");
+    expect_dir_error(buf, size, 4, "says 4 bitmaps, the directory holds "
+                     "only 3");
     /* Header says fewer: bytes are left over. */
     expect_dir_error(buf, size, 2, "says 2 bitmaps in");
+    expect_dir_error(buf, size, 1, "holds 3 or more");
     /* Directory size cuts the last entry. */
     expect_dir_error(buf, size - 8, 3, "crosses the end of the directory");
     expect_dir_error(buf, 40, 2, "entry 1");
