@@ -16,6 +16,7 @@
  * without the node lock.  Detached copies are frozen and need no lock.
  */
 #include "block/dirty-bitmap-int.h"
+#include "block/checkpoint-ops.h"
 #include "qapi/error.h"
 
 #include <errno.h>
@@ -313,6 +314,11 @@ bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, unsigned flags,
 {
     const char *name = dbm_display_name(bm);
 
+    /* Checkpoint bitmaps change only through the checkpoint commands. */
+    if ((flags & BDRV_BITMAP_BUSY) && bm->bs && bm->name &&
+        !bdrv_checkpoint_check_bitmap(bm->bs, bm->name, errp)) {
+        return false;
+    }
     if ((flags & BDRV_BITMAP_BUSY) && bm->busy) {
         error_setg(errp, "Bitmap '%s' is currently in use by another "
                    "operation and cannot be used", name);
@@ -498,6 +504,27 @@ bool bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, GError **errp)
     }
     g_mutex_unlock(&load_lock);
     return ok;
+}
+
+bool bdrv_dirty_bitmap_unload(BdrvDirtyBitmap *bm)
+{
+    bool done = false;
+
+    if (!bm->bs) {
+        return false;
+    }
+    g_mutex_lock(&load_lock);
+    bm_lock(bm);
+    if (bm->stored && bm->loaded && !bm->changed && !bm->recording &&
+        !bm->busy && !bm->inconsistent) {
+        hbitmap_free(bm->hb);
+        bm->hb = NULL;
+        bm->loaded = false;
+        done = true;
+    }
+    bm_unlock(bm);
+    g_mutex_unlock(&load_lock);
+    return done;
 }
 
 /*

@@ -28,6 +28,60 @@ static int check_request(BlockDriverState *bs, int64_t offset, int64_t bytes)
     return 0;
 }
 
+/*
+ * Drained sections (bdrv_drained_begin/end): requests entering a node
+ * whose quiesce_counter is positive wait until it drops to zero, and the
+ * drainer waits until in_flight is zero.  A request counts itself in
+ * in_flight before it looks at the counter, so no request slips past a
+ * drainer that already saw in_flight == 0.
+ */
+static GMutex drain_lock;
+static GCond drain_cond;
+
+static void req_exit(BlockDriverState *bs)
+{
+    if (g_atomic_int_dec_and_test(&bs->in_flight) &&
+        g_atomic_int_get(&bs->quiesce_counter)) {
+        g_mutex_lock(&drain_lock);
+        g_cond_broadcast(&drain_cond);
+        g_mutex_unlock(&drain_lock);
+    }
+}
+
+static void req_enter(BlockDriverState *bs)
+{
+    for (;;) {
+        g_atomic_int_inc(&bs->in_flight);
+        if (G_LIKELY(!g_atomic_int_get(&bs->quiesce_counter))) {
+            return;
+        }
+        req_exit(bs);
+        g_mutex_lock(&drain_lock);
+        while (g_atomic_int_get(&bs->quiesce_counter)) {
+            g_cond_wait(&drain_cond, &drain_lock);
+        }
+        g_mutex_unlock(&drain_lock);
+    }
+}
+
+void bdrv_drained_begin(BlockDriverState *bs)
+{
+    g_atomic_int_inc(&bs->quiesce_counter);
+    g_mutex_lock(&drain_lock);
+    while (g_atomic_int_get(&bs->in_flight) > 0) {
+        g_cond_wait(&drain_cond, &drain_lock);
+    }
+    g_mutex_unlock(&drain_lock);
+}
+
+void bdrv_drained_end(BlockDriverState *bs)
+{
+    g_mutex_lock(&drain_lock);
+    g_atomic_int_add(&bs->quiesce_counter, -1);
+    g_cond_broadcast(&drain_cond);
+    g_mutex_unlock(&drain_lock);
+}
+
 static int64_t max_chunk(BlockDriverState *bs)
 {
     int64_t max = BDRV_REQUEST_MAX_BYTES;
@@ -109,9 +163,9 @@ int bdrv_pread(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (!bs->drv->pread) {
         return -ENOTSUP;
     }
-    g_atomic_int_inc(&bs->in_flight);
+    req_enter(bs);
     ret = aligned_pread(bs, offset, bytes, buf, flags);
-    g_atomic_int_dec_and_test(&bs->in_flight);
+    req_exit(bs);
     return ret;
 }
 
@@ -181,12 +235,12 @@ int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (!bs->drv->pwrite) {
         return -ENOTSUP;
     }
-    g_atomic_int_inc(&bs->in_flight);
+    req_enter(bs);
     ret = aligned_pwrite(bs, offset, bytes, buf, flags);
     if (ret == 0) {
         mark_dirty(bs, offset, bytes);
     }
-    g_atomic_int_dec_and_test(&bs->in_flight);
+    req_exit(bs);
     return ret;
 }
 
@@ -221,7 +275,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret < 0 || bytes == 0) {
         return ret;
     }
-    g_atomic_int_inc(&bs->in_flight);
+    req_enter(bs);
     ret = -ENOTSUP;
     if (bs->drv->pwrite_zeroes && IS_ALIGNED(offset, align) &&
         IS_ALIGNED(bytes, align)) {
@@ -233,7 +287,7 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret == 0) {
         mark_dirty(bs, offset, bytes);
     }
-    g_atomic_int_dec_and_test(&bs->in_flight);
+    req_exit(bs);
     return ret;
 }
 
@@ -249,7 +303,7 @@ int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     /* Discard is advisory: shrink the range to whole aligned blocks. */
     start = ROUND_UP(offset, align);
     end = ROUND_DOWN(offset + bytes, align);
-    g_atomic_int_inc(&bs->in_flight);
+    req_enter(bs);
     ret = 0;
     if (bs->drv->pdiscard && end > start) {
         ret = bs->drv->pdiscard(bs, start, end - start);
@@ -260,7 +314,7 @@ int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
     if (ret == 0) {
         mark_dirty(bs, offset, bytes);
     }
-    g_atomic_int_dec_and_test(&bs->in_flight);
+    req_exit(bs);
     return ret;
 }
 
@@ -327,8 +381,9 @@ int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (bs->drv->is_protocol && (ret & (BDRV_BLOCK_DATA | BDRV_BLOCK_ZERO))) {
         ret |= BDRV_BLOCK_ALLOCATED;
     }
-    if ((ret & BDRV_BLOCK_DATA) && !(ret & BDRV_BLOCK_ZERO) &&
-        (ret & BDRV_BLOCK_OFFSET_VALID) && local_file && local_file != bs) {
+    if ((ret & BDRV_BLOCK_RECURSE) && (ret & BDRV_BLOCK_DATA) &&
+        !(ret & BDRV_BLOCK_ZERO) && (ret & BDRV_BLOCK_OFFSET_VALID) &&
+        local_file && local_file != bs) {
         /* Data that the protocol layer knows to be a hole reads as zero. */
         int64_t fnum;
         int fret = bdrv_block_status(local_file, local_map, *pnum, &fnum,
@@ -342,6 +397,7 @@ int bdrv_block_status(BlockDriverState *bs, int64_t offset, int64_t bytes,
         }
     }
 out:
+    ret &= ~BDRV_BLOCK_RECURSE;
     if (offset + *pnum == len) {
         ret |= BDRV_BLOCK_EOF;
     }

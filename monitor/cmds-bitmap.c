@@ -4,6 +4,7 @@
  * command and the transaction action share one implementation.
  */
 #include "block/bitmap-actions.h"
+#include "block/checkpoint-actions.h"
 #include "block/blockdev.h"
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
@@ -96,7 +97,9 @@ bool qmp_transaction(JsonObject *args, JsonNode **ret, GError **errp)
         const char *kind = json_object_get_string_member(act, "type");
         JsonObject *data = json_object_get_object_member(act, "data");
 
-        if (!bitmap_action_add(tran, kind, data, errp)) {
+        if (!(checkpoint_action_kind(kind)
+                  ? checkpoint_action_add(tran, kind, data, errp)
+                  : bitmap_action_add(tran, kind, data, errp))) {
             tran_free(tran);
             return false;
         }

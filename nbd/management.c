@@ -6,6 +6,7 @@
  * which accepts both typed JSON values and command-line strings.
  */
 #include "nbd/nbd-internal.h"
+#include "nbd/checkpoint-context.h"
 #include "block/blockdev.h"
 #include "qapi/error.h"
 #include "util/options.h"
@@ -230,6 +231,7 @@ bool nbd_export_add_from_options(JsonObject *args, GError **errp)
         return false;
     }
     if (!take_bitmaps(args, cfg.bs, writable, ctxs, errp) ||
+        !nbd_checkpoint_contexts_take(args, cfg.bs, ctxs, errp) ||
         !opts_check_empty(args, "block-export-add", errp)) {
         return false;
     }

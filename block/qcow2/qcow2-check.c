@@ -10,6 +10,7 @@
  * does its own I/O (caches are written first and dropped where changed).
  */
 #include "qcow2.h"
+#include "qcow2-checkpoint.h"
 #include "util/align.h"
 #include "util/bswap.h"
 #include "util/checked-math.h"
@@ -690,6 +691,9 @@ int qcow2_check(BlockDriverState *bs, BdrvCheckResult *res,
 
     g_mutex_lock(&s->lock);
     ret = check_locked(bs, res, fix);
+    if (ret == 0) {
+        ret = qcow2_checkpoints_check(bs, res, fix);
+    }
     if (ret == 0 && fix && !res->check_errors && !res->corruptions) {
         /* Consistent again: the dirty and corrupt bits can go. */
         ret = qcow2_mark_clean(bs);

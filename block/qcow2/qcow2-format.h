@@ -60,7 +60,8 @@
  * TODO(bitmaps): bit 0 is kept as-is until block/qcow2/qcow2-bitmap.c
  * takes over its protocol (clear while bitmaps are in use, set on store).
  */
-#define QCOW2_AUTOCLEAR_KNOWN QCOW2_AUTOCLEAR_BITMAPS
+#define QCOW2_AUTOCLEAR_KNOWN \
+    (QCOW2_AUTOCLEAR_BITMAPS | (UINT64_C(1) << 48) /* checkpoints */)
 
 /* "Additional fields": compression_type values. */
 #define QCOW2_COMPRESSION_ZLIB 0

@@ -5,6 +5,7 @@
  * block/qcow2/README.md).
  */
 #include "qcow2.h"
+#include "qcow2-checkpoint.h"
 #include "block/dirty-bitmap.h"
 #include "util/align.h"
 #include "util/bswap.h"
@@ -280,6 +281,9 @@ static int qcow2_open(BlockDriverState *bs, JsonObject *opts, int flags,
         }
     }
     ret = qcow2_bitmaps_open(bs, errp);
+    if (ret == 0) {
+        ret = qcow2_checkpoints_open(bs, flags, errp);
+    }
     if (ret < 0) {
         goto fail;
     }
@@ -303,6 +307,9 @@ static int qcow2_quiesce(BlockDriverState *bs)
     }
     ret = qcow2_bitmaps_store(bs);
     if (ret == 0) {
+        ret = qcow2_checkpoints_flush(bs);
+    }
+    if (ret == 0) {
         ret = qcow2_write_caches(bs);
     }
     if (ret == 0) {
@@ -321,6 +328,7 @@ static void qcow2_close(BlockDriverState *bs)
     g_mutex_lock(&s->lock);
     qcow2_quiesce(bs);
     g_mutex_unlock(&s->lock);
+    qcow2_checkpoints_close(bs);
     qcow2_bitmaps_close(bs);
     qcow2_free_state(s);
 }
@@ -382,6 +390,7 @@ static JsonNode *qcow2_get_specific_info(BlockDriverState *bs, GError **errp)
             !!(s->hdr.compatible_features & QCOW2_COMPAT_LAZY_REFCOUNTS));
     }
     qcow2_bitmaps_info(bs, data);
+    qcow2_checkpoints_info(bs, data);
     json_object_set_int_member(data, "refcount-bits",
                                1 << s->refcount_order);
     if (v3) {
@@ -508,4 +517,5 @@ const BlockDriver bdrv_qcow2 = {
     .create = qcow2_create,
     .inactivate = qcow2_inactivate,
     .bitmap_ops = &qcow2_bitmap_ops,
+    .checkpoint_ops = &qcow2_checkpoint_ops,
 };

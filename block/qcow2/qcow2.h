@@ -135,6 +135,7 @@ typedef struct Qcow2State {
     bool pass_discard;          /* punch holes for freed clusters */
     int compression_type;
     struct Qcow2BitmapState *bitmaps;   /* qcow2-bitmap.c */
+    struct Qcow2CkptState *checkpoints; /* qcow2-checkpoint.c */
 } Qcow2State;
 
 /* Size helpers. */

@@ -45,6 +45,12 @@ typedef struct BlockDriver BlockDriver;
 #define BDRV_BLOCK_RAW 0x08          /* for format drivers: ask *file */
 #define BDRV_BLOCK_ALLOCATED 0x10    /* defined by this layer, not backing */
 #define BDRV_BLOCK_EOF 0x20          /* the extent reaches end of node */
+/*
+ * Set by a format driver on data whose host range may be a hole (e.g.
+ * qcow2 metadata preallocation): the core then asks the protocol layer
+ * and reports holes there as zero, as QEMU does.
+ */
+#define BDRV_BLOCK_RECURSE 0x40
 
 /* Largest request the core accepts from a caller. */
 #define BDRV_REQUEST_MAX_BYTES (INT64_C(1) << 31)
@@ -98,6 +104,15 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                        int flags);
 int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes);
 int bdrv_flush(BlockDriverState *bs);
+
+/*
+ * Drained section (main thread): wait until no request is in flight on
+ * @bs and hold back new reads and writes until bdrv_drained_end().  The
+ * caller must not issue requests on @bs itself meanwhile (its children
+ * are not drained).  Sections nest.
+ */
+void bdrv_drained_begin(BlockDriverState *bs);
+void bdrv_drained_end(BlockDriverState *bs);
 
 /*
  * Status of [offset, offset + bytes): returns BDRV_BLOCK_* flags (>= 0) and

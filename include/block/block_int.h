@@ -77,6 +77,8 @@ struct BlockDriver {
 
     /* Persistent dirty bitmaps: see include/block/dirty-bitmap.h. */
     const struct BdrvBitmapDriverOps *bitmap_ops;
+    /* Checkpoints: see include/block/checkpoint-ops.h. */
+    const struct BdrvCheckpointDriverOps *checkpoint_ops;
 
     /*
      * Protocol drivers: take the permissions @perm (BLK_PERM_*) and let
@@ -127,6 +129,8 @@ struct BlockDriverState {
 
     /* Counts requests in flight, so graph changes can wait for them. */
     gint in_flight;
+    /* > 0 inside bdrv_drained_begin/end: new requests wait (io.c). */
+    gint quiesce_counter;
 };
 
 /* Registration of the built-in drivers (called once by the core). */

@@ -152,7 +152,9 @@ bool bdrv_dirty_bitmap_changed(const BdrvDirtyBitmap *bm);
 
 /*
  * Refuse (false + error naming the bitmap, QEMU's wording) if @bm has a
- * state in @flags: BDRV_BITMAP_BUSY, _RO, _INCONSISTENT.
+ * state in @flags: BDRV_BITMAP_BUSY, _RO, _INCONSISTENT.  With
+ * BDRV_BITMAP_BUSY (every change, removal or export), a bitmap that
+ * belongs to a checkpoint is refused too (include/block/checkpoint-ops.h).
  */
 bool bdrv_dirty_bitmap_check(const BdrvDirtyBitmap *bm, unsigned flags,
                              GError **errp);
@@ -189,6 +191,14 @@ void *bdrv_dirty_bitmap_driver_data(const BdrvDirtyBitmap *bm);
  * to see the error.  Returns false for an inconsistent bitmap.
  */
 bool bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, GError **errp);
+/*
+ * The opposite, to save memory: drop the bits of a stored bitmap that is
+ * not recording, not busy and unchanged since it was read or stored (so
+ * the image holds exactly them); the next query reads them again.
+ * Returns whether they were dropped.  Main thread; used by checkpoints
+ * for the frozen bitmaps of older checkpoints.
+ */
+bool bdrv_dirty_bitmap_unload(BdrvDirtyBitmap *bm);
 
 /* ---- Contents (all take the node's lock; all load lazily) ---- */
 
