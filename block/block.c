@@ -3,6 +3,7 @@
  * QEMU-style options, probe formats, name nodes, reference counting and
  * close ordering.  The graph is only changed from the main thread.
  */
+#include "block/activation.h"
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
 #include "util/options.h"
@@ -230,13 +231,20 @@ static bool apply_file_perm(BlockDriverState *file, const BlockDriver *drv,
     if (!file->drv->set_perm) {
         return true;
     }
-    if (flags & BDRV_O_RDWR) {
+    /* Inactive (incoming migration): read only, let the owner write. */
+    if ((flags & BDRV_O_RDWR) && !(flags & BDRV_O_INACTIVE)) {
         perm |= BLK_PERM_WRITE | (exclusive ? BLK_PERM_RESIZE : 0);
     }
-    if (exclusive && !(flags & BDRV_O_FORCE_SHARE)) {
+    if (exclusive && !(flags & (BDRV_O_FORCE_SHARE | BDRV_O_INACTIVE))) {
         shared = BLK_PERM_CONSISTENT_READ | BLK_PERM_WRITE_UNCHANGED;
     }
     return file->drv->set_perm(file, perm, shared, errp);
+}
+
+bool bdrv_apply_file_perm(BlockDriverState *file, const BlockDriver *drv,
+                          int flags, GError **errp)
+{
+    return apply_file_perm(file, drv, flags, errp);
 }
 
 /*
@@ -280,7 +288,8 @@ static char *backing_path(BlockDriverState *bs)
                                           : bs->filename;
 
     if (g_path_is_absolute(bs->backing_file) || !base ||
-        g_str_has_prefix(bs->backing_file, "json:")) {
+        g_str_has_prefix(bs->backing_file, "json:") || !strchr(base, '/')) {
+        /* Like QEMU, a base without a directory adds no "./" prefix. */
         return g_strdup(bs->backing_file);
     }
     g_autofree char *dir = g_path_get_dirname(base);

@@ -497,6 +497,16 @@ static bool file_create(const char *filename, JsonObject *opts, GError **errp)
     }
     if (ftruncate(fd, size) < 0) {
         ret = -errno;
+    } else if (mode == PREALLOC_MODE_OFF && size > 0) {
+        /*
+         * Allocate the first block, as QEMU does, so that probing the
+         * O_DIRECT alignment later reads real data, not a hole.
+         */
+        static const uint8_t zeroes[4096];
+        size_t n = MIN(size, sizeof(zeroes));
+        if (pwrite(fd, zeroes, n, 0) != (ssize_t)n) {
+            ret = -errno;
+        }
     } else if (mode == PREALLOC_MODE_FALLOC && size > 0) {
         ret = -posix_fallocate(fd, 0, size);
     } else if (mode == PREALLOC_MODE_FULL && size > 0) {
