@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/dirty-bitmap.h"
 #include "qapi/error.h"
 #include "util/options.h"
 #include "io-int.h"
@@ -283,12 +284,25 @@ static int io_quit_f(IoState *s, int argc, char **argv)
 
 static int io_flush_f(IoState *s, int argc, char **argv)
 {
+    g_autoptr(GError) err = NULL;
     int ret = bdrv_flush(s->bs);
 
     if (ret < 0) {
         printf("flush failed: %s\n", g_strerror(-ret));
+        return ret;
     }
-    return ret;
+    /*
+     * A flush is the front-end's request to make the image durable: store
+     * the persistent bitmaps too, so a crash after it leaves them
+     * consistent (qemu-io runs one request at a time, so none is in
+     * flight here).
+     */
+    if (!bdrv_is_read_only(s->bs) &&
+        !bdrv_store_persistent_dirty_bitmaps(s->bs, &err)) {
+        printf("flush failed: %s\n", err->message);
+        return -EIO;
+    }
+    return 0;
 }
 
 static int io_length_f(IoState *s, int argc, char **argv)
