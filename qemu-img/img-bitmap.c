@@ -14,6 +14,7 @@
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
 #include "img-bitmap.h"
+#include "img-checkpoint.h"
 #include "img-cmds.h"
 
 typedef enum {
@@ -131,27 +132,36 @@ typedef struct {
     uint64_t granularity;
     bool recording, persistent, busy, inconsistent;
     uint64_t count;
+    const char *checkpoint;     /* the checkpoint owning it, or NULL */
 } ListRow;
 
 static void list_human(GArray *rows)
 {
     int w = 4;
+    bool owned = false;
 
     for (guint i = 0; i < rows->len; i++) {
         w = MAX(w, (int)strlen(g_array_index(rows, ListRow, i).name));
+        owned |= g_array_index(rows, ListRow, i).checkpoint != NULL;
     }
-    printf("%-*s  %11s  %-9s  %-10s  %-6s  %s\n", w, "NAME", "GRANULARITY",
-           "RECORDING", "PERSISTENT", "STATE", "DIRTY BYTES");
+    printf("%-*s  %11s  %-9s  %-10s  %-6s  %s%s\n", w, "NAME", "GRANULARITY",
+           "RECORDING", "PERSISTENT", "STATE", "DIRTY BYTES",
+           owned ? "  CHECKPOINT" : "");
     for (guint i = 0; i < rows->len; i++) {
         const ListRow *r = &g_array_index(rows, ListRow, i);
         g_autofree char *count = r->inconsistent
             ? g_strdup("-") : g_strdup_printf("%" PRIu64, r->count);
 
-        printf("%-*s  %11" PRIu64 "  %-9s  %-10s  %-6s  %s\n", w, r->name,
+        printf("%-*s  %11" PRIu64 "  %-9s  %-10s  %-6s  %s", w, r->name,
                r->granularity, r->recording ? "yes" : "no",
                r->persistent ? "yes" : "no",
                r->inconsistent ? "in-use" : (r->busy ? "busy" : "ok"),
                count);
+        if (owned) {
+            printf("%*s%s", MAX(13 - (int)strlen(count), 2), "",
+                   r->checkpoint ? r->checkpoint : "-");
+        }
+        printf("\n");
     }
 }
 
@@ -174,6 +184,9 @@ static void list_json(GArray *rows)
         if (!r->inconsistent) {
             json_object_set_int_member(o, "count", (gint64)r->count);
         }
+        if (r->checkpoint) {
+            json_object_set_string_member(o, "checkpoint", r->checkpoint);
+        }
         json_array_add_object_element(arr, o);
     }
     json_node_take_array(node, arr);
@@ -185,12 +198,14 @@ static int bitmap_list(BitmapArgs *a)
     g_autoptr(BlockDriverState) bs = NULL;
     g_autoptr(GArray) rows = g_array_new(FALSE, TRUE, sizeof(ListRow));
     g_autoptr(GError) err = NULL;
+    g_autoptr(GHashTable) owners = NULL;
     int ret = 0;
 
     bs = img_open(&a->oa);
     if (!bs) {
         return IMG_EXIT_FAILURE;
     }
+    owners = img_checkpoint_owners(bs);
     if (!bdrv_dirty_bitmaps_check_stored(bs, &err)) {
         error_report("%s", err->message);
         return IMG_EXIT_FAILURE;
@@ -203,6 +218,8 @@ static int bitmap_list(BitmapArgs *a)
             .persistent = bdrv_dirty_bitmap_persistent(bm),
             .busy = bdrv_dirty_bitmap_busy(bm),
         };
+        r.checkpoint = owners && r.name ? g_hash_table_lookup(owners, r.name)
+                                        : NULL;
         if (!r.name) {
             continue;
         }
@@ -450,7 +467,7 @@ bool img_bitmaps_convert_copy(BlockDriverState *src, BlockDriverState *dst,
             return false;
         }
     }
-    return true;
+    return img_checkpoints_convert_copy(src, dst);
 }
 
 static void map_print(ImgOutputFormat out, int64_t start, int64_t len,

@@ -11,6 +11,7 @@
 int img_bench(const ImgCmd *cmd, int argc, char **argv);
 int img_bitmap(const ImgCmd *cmd, int argc, char **argv);
 int img_check(const ImgCmd *cmd, int argc, char **argv);
+int img_checkpoint(const ImgCmd *cmd, int argc, char **argv);
 int img_compare(const ImgCmd *cmd, int argc, char **argv);
 int img_convert(const ImgCmd *cmd, int argc, char **argv);
 int img_create(const ImgCmd *cmd, int argc, char **argv);
@@ -67,6 +68,21 @@ int img_resize(const ImgCmd *cmd, int argc, char **argv);
     "  -q, --quiet          print errors only\n" \
     "Exit status: 0 clean, 1 check not completed, 2 corruptions found,\n" \
     "3 leaked clusters only, 63 format cannot be checked.\n"
+
+#define IMG_CHECKPOINT_HELP \
+    IMG_COMMON_OPEN_HELP \
+    "  -l, --list           list the checkpoints, oldest first, with the\n" \
+    "                       bytes changed since each usable one\n" \
+    "  -c, --create NAME    create checkpoint NAME (the newest from now on)\n" \
+    "  -g GRANULARITY       bytes per bit of its bitmap for -c (default:\n" \
+    "                       cluster size, between 4k and 64k)\n" \
+    "  -b BITMAP            name of its bitmap for -c (default: NAME)\n" \
+    "  -d, --delete NAME    remove checkpoint NAME; its writes go to its\n" \
+    "                       parent, so no other change set changes\n" \
+    "  --diff NAME          the extents changed since checkpoint NAME\n" \
+    "  --to NAME2           with --diff: changed between NAME and NAME2\n" \
+    "  --output human|json  output format of -l and --diff\n" \
+    "  -U, --force-share    with -l/--diff: open without taking the lock\n"
 
 #define IMG_COMPARE_HELP \
     "  -f FMT               format of FILE1\n" \

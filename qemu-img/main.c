@@ -50,6 +50,15 @@ static const ImgCmd img_cmds[] = {
         IMG_CHECK_HELP,
     },
     {
+        "checkpoint", img_checkpoint,
+        "(-l [--output=human|json] | -c NAME [-g GRANULARITY] [-b BITMAP] "
+        "| -d NAME | --diff NAME [--to NAME2] [--output=human|json]) "
+        "[-U] [--object OBJDEF] [--image-opts | -f FMT] FILE",
+        "List, create or remove the checkpoints of an image, or show what "
+        "changed since one.",
+        IMG_CHECKPOINT_HELP,
+    },
+    {
         "compare", img_compare,
         "[--object OBJDEF] [--image-opts] [-f FMT] [-F FMT] [-T SRC_CACHE] "
         "[-p] [-q] [-s] [-U] FILE1 FILE2",

@@ -134,8 +134,10 @@ static bool set_chain(BlockDriverState *bs, const CheckpointChain *chain,
     g_mutex_lock(&s->lock);
     stage(s, buf, len);
     g_mutex_unlock(&s->lock);
-    ckpt_chain_free(st->chain);
-    st->chain = ckpt_chain_copy(chain);
+    if (st->chain != chain) {
+        ckpt_chain_free(st->chain);
+        st->chain = ckpt_chain_copy(chain);
+    }
     st->dirty = true;
     return true;
 }
