@@ -51,6 +51,16 @@ static inline uint64_t mask_upto(uint64_t b)
     return ~0ULL >> (63 - (b & 63));
 }
 
+/*
+ * The loops that count bits word by word get a hardware popcount where the
+ * CPU has one (chosen at load time), without requiring it of every CPU.
+ */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HB_POPCOUNT_CLONES __attribute__((target_clones("popcnt", "default")))
+#else
+#define HB_POPCOUNT_CLONES
+#endif
+
 static inline unsigned popcount64(uint64_t v)
 {
     return (unsigned)__builtin_popcountll(v);
@@ -502,6 +512,7 @@ bool hbitmap_can_merge(const HBitmap *a, const HBitmap *b)
     return a->size == b->size && a->gran_bits == b->gran_bits;
 }
 
+HB_POPCOUNT_CLONES
 bool hbitmap_merge(HBitmap *dst, const HBitmap *src)
 {
     uint64_t *d = dst->levels[0];
@@ -614,6 +625,7 @@ static void hb_serialize_bits(const HBitmap *hb, uint8_t *buf, uint64_t first,
 }
 
 /* Overwrite bits [first, first + nbits) (first % 8 == 0) from qcow2 bytes. */
+HB_POPCOUNT_CLONES
 static void hb_deserialize_bits(HBitmap *hb, const uint8_t *buf,
                                 uint64_t first, uint64_t nbits)
 {
