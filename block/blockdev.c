@@ -3,6 +3,7 @@
  * reference; blockdev-del drops it when nothing else uses the node.
  */
 #include "block/blockdev.h"
+#include "block/activation.h"
 #include "block/block_int.h"
 #include "util/options.h"
 
@@ -24,7 +25,8 @@ BlockDriverState *blockdev_add(JsonObject *opts, GError **errp)
         return NULL;
     }
     json_object_set_boolean_member(copy, "read-only", ro);
-    bs = bdrv_open(NULL, copy, ro ? 0 : BDRV_O_RDWR, errp);
+    bs = bdrv_open(NULL, copy, (ro ? 0 : BDRV_O_RDWR) |
+                   (bdrv_incoming_migration() ? BDRV_O_INACTIVE : 0), errp);
     if (!bs) {
         return NULL;
     }
