@@ -361,7 +361,8 @@ static int build_dir(BlockDriverState *bs, GPtrArray *entries,
     for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
          bm = bdrv_dirty_bitmap_next(bm)) {
         const char *name = bdrv_dirty_bitmap_name(bm);
-        Qcow2BitmapEntry *old = g_hash_table_lookup(st->by_name, name);
+        Qcow2BitmapEntry *old = name ? g_hash_table_lookup(st->by_name,
+                                                           name) : NULL;
         Qcow2BitmapEntry *e = NULL;
         int ret;
 
