@@ -22,6 +22,7 @@
 #include "bp-config.h"
 #include "block/block.h"
 #include "block/blockdev.h"
+#include "migration/migration.h"
 #include "monitor/monitor.h"
 #include "nbd/server.h"
 #include "monitor/qmp-stream.h"
@@ -42,6 +43,7 @@ enum {
     OPT_CHARDEV,
     OPT_DAEMONIZE,
     OPT_EXPORT,
+    OPT_INCOMING,
     OPT_MONITOR,
     OPT_NBD_SERVER,
     OPT_OBJECT,
@@ -54,6 +56,7 @@ static const struct option long_options[] = {
     { "daemonize", no_argument, NULL, OPT_DAEMONIZE },
     { "export", required_argument, NULL, OPT_EXPORT },
     { "help", no_argument, NULL, 'h' },
+    { "incoming", required_argument, NULL, OPT_INCOMING },
     { "monitor", required_argument, NULL, OPT_MONITOR },
     { "nbd-server", required_argument, NULL, OPT_NBD_SERVER },
     { "object", required_argument, NULL, OPT_OBJECT },
@@ -89,6 +92,11 @@ static void help(void)
 "  --export [type=]nbd,id=<id>,node-name=<node>[,name=<name>]\n"
 "           [,writable=on|off][,bitmap=<name>]\n"
 "                         NBD server and exports (not supported yet)\n"
+"\n"
+"  --incoming tcp:<host>:<port> | unix:<path> | defer\n"
+"                         wait for a migration from another storage\n"
+"                         daemon; nodes are inactive until it completes\n"
+"                         (with defer: start it with migrate-incoming)\n"
 "\n"
 "  --object <type>,id=<id>[,<property>=<value>...]\n"
 "                         add an object (not supported yet)\n"
@@ -378,6 +386,7 @@ int main(int argc, char **argv)
     GError *err = NULL;
     bool daemonize = false;
     const char *pidfile = NULL;
+    const char *incoming = NULL;
     int opt;
 
     error_set_progname("qemu-storage-daemon");
@@ -399,6 +408,9 @@ int main(int argc, char **argv)
             break;
         case OPT_PIDFILE:
             pidfile = optarg;
+            break;
+        case OPT_INCOMING:
+            incoming = optarg;
             break;
         case ':':
             error_report("option '%s' requires an argument",
@@ -425,6 +437,11 @@ int main(int argc, char **argv)
     g_unix_signal_add(SIGTERM, on_signal, NULL);
     g_unix_signal_add(SIGINT, on_signal, NULL);
     g_unix_signal_add(SIGHUP, on_signal, NULL);
+
+    /* Before any node opens: they open inactive while incoming. */
+    if (incoming && !migration_cmdline_incoming(incoming, &err)) {
+        fail("--incoming", incoming, err);
+    }
 
     /* Second pass: everything else, in command-line order. */
     optind = 0;

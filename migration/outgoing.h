@@ -1,0 +1,71 @@
+/*
+ * Private to the source side (outgoing.c: control, send.c: sections).
+ */
+#ifndef MIGRATION_OUTGOING_H
+#define MIGRATION_OUTGOING_H
+
+#include "migration-int.h"
+#include "block/checkpoint.h"
+#include "block/dirty-bitmap.h"
+
+typedef struct OutNode {
+    BlockDriverState *bs;      /* referenced */
+    uint32_t id;
+    char *alias;
+    uint64_t size;
+    CheckpointChain *chain;    /* NULL: the node has no checkpoint table */
+    /*
+     * Anonymous bitmap that records every write from the start of the
+     * transfer (when a migrated bitmap records): the final phase re-sends
+     * only what it marks.
+     */
+    BdrvDirtyBitmap *tracker;
+} OutNode;
+
+typedef struct OutBitmap {
+    OutNode *node;
+    BdrvDirtyBitmap *bm;
+    uint32_t id;
+    char *name;
+    char *alias;
+    uint32_t flags;            /* MIG_BITMAP_*, as sent */
+    bool was_loaded;           /* its bits were in memory before */
+    bool made_busy;            /* we set it busy */
+} OutBitmap;
+
+typedef struct Outgoing {
+    char *uri;
+    GThread *thread;
+    GCancellable *connect_cancel;
+    GMutex lock;               /* stream, cancel_requested */
+    MigStream *stream;
+    bool cancel_requested;
+
+    bool dirty_bitmaps;        /* the capability, at start */
+    uint64_t max_bandwidth;
+    GHashTable *alias_map;     /* NULL: names travel as they are */
+
+    GPtrArray *nodes;          /* OutNode * */
+    GPtrArray *bitmaps;        /* OutBitmap * */
+    GPtrArray *drained;        /* BlockDriverState *, referenced */
+    bool paused;               /* I/O stopped: counts as downtime */
+    bool inactivated;
+    gint64 live_start;         /* for max-bandwidth */
+    uint64_t live_bytes;
+
+    /* Result, for the main thread. */
+    bool ok;
+    GError *err;
+    bool finished;
+} Outgoing;
+
+/* send.c */
+bool out_send_nodes(Outgoing *o, GError **errp);
+/* BITMAP, its contents, and END unless it records. */
+bool out_send_bitmap_live(Outgoing *o, OutBitmap *b, GError **errp);
+/* The tracked changes of a recording bitmap, then its END. */
+bool out_send_bitmap_final(Outgoing *o, OutBitmap *b, GError **errp);
+bool out_send(Outgoing *o, MigSectionType type, MigBuf *b, GError **errp);
+uint64_t out_bitmap_bytes(const OutBitmap *b);
+
+#endif
