@@ -432,8 +432,10 @@ int qcow2_checkpoints_check(BlockDriverState *bs, BdrvCheckResult *res,
                     ckpt_chain_nth(now, i)->name, reasons[i]);
         }
     }
+    /* The open may have staged the damage it found: st->dirty. */
     if ((fix & BDRV_FIX_ERRORS) &&
-        (!trusted || !ckpt_chain_equal(stored, now))) {
+        (!trusted || !ckpt_chain_equal(stored, now) ||
+         (ck_state(bs) && ck_state(bs)->dirty))) {
         store_damage(bs, now, res);
     }
     return 0;
