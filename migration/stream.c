@@ -281,6 +281,10 @@ static bool read_all(MigStream *s, void *buf, size_t len, const char *what,
         return false;
     }
     __atomic_add_fetch(&s->bytes_received, done, __ATOMIC_RELAXED);
+    if (done == 0) {
+        error_setg(errp, "Migration stream closed by the peer");
+        return false;
+    }
     if (done < len) {
         error_setg(errp, "Migration stream ended unexpectedly in %s "
                    "(%zu of %zu bytes)", what, (size_t)done, len);

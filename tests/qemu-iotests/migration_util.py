@@ -39,7 +39,7 @@ class StreamProxy:
     source's stream before it is forwarded (nth counts sections of that
     type from 0); it returns None to forward unchanged, or a new
     (header, payload) pair, or 'hold' to stop forwarding until release(),
-    or 'cut' to close both sides.
+    or 'cut' to close both sides, or 'half' to send half of it and close.
     """
 
     def __init__(self, listen, target, act=None):
@@ -127,6 +127,9 @@ class StreamProxy:
                     if self.closed.is_set():
                         return
                 elif r == 'cut':
+                    break
+                elif r == 'half':
+                    self.b.sendall((h + payload)[:(16 + len(payload)) // 2])
                     break
                 elif r is not None:
                     h, payload = r
