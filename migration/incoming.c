@@ -257,6 +257,7 @@ static void accept_cb(GObject *source, GAsyncResult *res, gpointer opaque)
 {
     Incoming *in = opaque;
     g_autoptr(GError) err = NULL;
+    g_autoptr(JsonArray) mapping = NULL;
     GSocketConnection *conn;
 
     in->accepting = false;
@@ -272,6 +273,12 @@ static void accept_cb(GObject *source, GAsyncResult *res, gpointer opaque)
     }
     /* One migration per listener, as QEMU. */
     g_socket_listener_close(in->listener);
+    /* The parameters in force when the source connects apply. */
+    mapping = mig_param_bitmap_mapping();
+    if (mapping) {
+        in->alias_map = mig_alias_map_new(mapping, false, NULL);
+        g_assert(in->alias_map);   /* checked when it was set */
+    }
     g_mutex_lock(&in->lock);
     in->stream = mig_stream_new(G_IO_STREAM(conn));
     g_mutex_unlock(&in->lock);
@@ -304,7 +311,6 @@ static void incoming_free(Incoming *in)
 
 bool migration_start_incoming(const char *uri, GError **errp)
 {
-    g_autoptr(JsonArray) mapping = mig_param_bitmap_mapping();
     Incoming *in;
 
     if (!bdrv_incoming_migration()) {
@@ -325,13 +331,6 @@ bool migration_start_incoming(const char *uri, GError **errp)
     g_mutex_init(&in->lock);
     in->nodes = g_ptr_array_new_with_free_func(in_node_free);
     in->bitmaps = g_ptr_array_new_with_free_func(in_bitmap_free);
-    if (mapping) {
-        in->alias_map = mig_alias_map_new(mapping, false, errp);
-        if (!in->alias_map) {
-            incoming_free(in);
-            return false;
-        }
-    }
     in->listener = mig_transport_listen(uri, errp);
     if (!in->listener) {
         incoming_free(in);
