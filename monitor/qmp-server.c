@@ -343,7 +343,8 @@ static GSocket *listen_unix(const char *path, GError **errp)
         close(fd);
         return NULL;
     }
-    if (listen(fd, 16) < 0) {
+    /* A deep backlog: clients that connect in bursts must not see EAGAIN. */
+    if (listen(fd, SOMAXCONN) < 0) {
         error_setg_errno(errp, errno, "Failed to listen on socket %s", path);
         close(fd);
         unlink(path);

@@ -91,9 +91,12 @@ class TestCrossCheck(IotestCase):
             b'{"execute": "query-commands", "id": "cmds"}')
         real_names = {c['name'] for c in real[idx]['return']}
         our_names = {c['name'] for c in ours[idx]['return']}
-        # Every command we implement exists in QEMU under the same name,
-        # except our documented extensions (checkpoints).
-        extensions = {n for n in our_names if 'checkpoint' in n}
+        # Every command we implement exists in QEMU's storage daemon under
+        # the same name, except our documented extensions: checkpoints,
+        # and migration (QEMU has those commands, but only in the system
+        # emulator, not in qemu-storage-daemon).
+        extensions = {n for n in our_names
+                      if 'checkpoint' in n or 'migrat' in n}
         self.assertTrue(our_names - extensions <= real_names,
                         our_names - extensions - real_names)
 

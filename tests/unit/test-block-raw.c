@@ -174,7 +174,10 @@ static void test_zeroes_discard_status(void)
     int ret;
 
     g_assert_no_error(err);
+    /* New files have their first 4 KiB allocated (as QEMU's), then a hole. */
     ret = bdrv_block_status(bs, 0, 4 << 20, &pnum, NULL, NULL);
+    g_assert_cmpint(ret & BDRV_BLOCK_DATA, !=, 0);
+    ret = bdrv_block_status(bs, 65536, 4 << 20, &pnum, NULL, NULL);
     g_assert_cmpint(ret & BDRV_BLOCK_ZERO, !=, 0);
     memset(buf, 1, 1 << 20);
     g_assert_cmpint(bdrv_pwrite(bs, 1 << 20, 1 << 20, buf, 0), ==, 0);
