@@ -92,40 +92,36 @@ static int64_t max_chunk(BlockDriverState *bs)
     return ROUND_DOWN(max, (int64_t)bs->request_alignment);
 }
 
-static int drv_pread_split(BlockDriverState *bs, int64_t offset,
-                           int64_t bytes, uint8_t *buf, int flags)
+/* Pass a request to the driver in chunks of at most its max transfer. */
+static int drv_rw_split(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                        uint8_t *rbuf, const uint8_t *wbuf, int flags)
 {
     int64_t chunk = max_chunk(bs);
 
-    while (bytes > 0) {
-        int64_t n = MIN(bytes, chunk);
-        int ret = bs->drv->pread(bs, offset, n, buf, flags);
+    for (int64_t done = 0; done < bytes;) {
+        int64_t n = MIN(bytes - done, chunk);
+        int ret = wbuf ? bs->drv->pwrite(bs, offset + done, n, wbuf + done,
+                                         flags)
+                       : bs->drv->pread(bs, offset + done, n, rbuf + done,
+                                        flags);
         if (ret < 0) {
             return ret;
         }
-        offset += n;
-        bytes -= n;
-        buf += n;
+        done += n;
     }
     return 0;
+}
+
+static int drv_pread_split(BlockDriverState *bs, int64_t offset,
+                           int64_t bytes, uint8_t *buf, int flags)
+{
+    return drv_rw_split(bs, offset, bytes, buf, NULL, flags);
 }
 
 static int drv_pwrite_split(BlockDriverState *bs, int64_t offset,
                             int64_t bytes, const uint8_t *buf, int flags)
 {
-    int64_t chunk = max_chunk(bs);
-
-    while (bytes > 0) {
-        int64_t n = MIN(bytes, chunk);
-        int ret = bs->drv->pwrite(bs, offset, n, buf, flags);
-        if (ret < 0) {
-            return ret;
-        }
-        offset += n;
-        bytes -= n;
-        buf += n;
-    }
-    return 0;
+    return drv_rw_split(bs, offset, bytes, NULL, buf, flags);
 }
 
 /* Read into @buf, widening to the alignment with a bounce buffer. */

@@ -101,30 +101,47 @@ char *opts_take_str(JsonObject *o, const char *key, GError **errp)
     return ret;
 }
 
-bool opts_take_bool(JsonObject *o, const char *key, bool def, bool *out,
-                    GError **errp)
+/*
+ * The scalar type of @key's value: G_TYPE_NONE when absent, G_TYPE_INVALID
+ * for an object, array or null.
+ */
+static GType scalar_type(JsonObject *o, const char *key)
 {
     JsonNode *n;
 
-    *out = def;
     if (!opts_has(o, key)) {
-        return true;
+        return G_TYPE_NONE;
     }
     n = json_object_get_member(o, key);
-    if (JSON_NODE_HOLDS_VALUE(n) &&
-        json_node_get_value_type(n) == G_TYPE_BOOLEAN) {
-        *out = json_node_get_boolean(n);
-    } else if (JSON_NODE_HOLDS_VALUE(n) &&
-               json_node_get_value_type(n) == G_TYPE_STRING) {
-        const char *s = json_node_get_string(n);
+    return JSON_NODE_HOLDS_VALUE(n) ? json_node_get_value_type(n)
+                                    : G_TYPE_INVALID;
+}
+
+static const char *member_string(JsonObject *o, const char *key)
+{
+    return json_node_get_string(json_object_get_member(o, key));
+}
+
+bool opts_take_bool(JsonObject *o, const char *key, bool def, bool *out,
+                    GError **errp)
+{
+    GType t = scalar_type(o, key);
+
+    *out = def;
+    if (t == G_TYPE_NONE) {
+        return true;
+    }
+    if (t == G_TYPE_BOOLEAN) {
+        *out = json_object_get_boolean_member(o, key);
+    } else if (t == G_TYPE_STRING) {
+        const char *s = member_string(o, key);
         if (!strcmp(s, "on") || !strcmp(s, "true") || !strcmp(s, "yes")) {
             *out = true;
         } else if (!strcmp(s, "off") || !strcmp(s, "false") ||
                    !strcmp(s, "no")) {
             *out = false;
         } else {
-            error_setg(errp,
-                       "Parameter '%s' expects 'on' or 'off'", key);
+            error_setg(errp, "Parameter '%s' expects 'on' or 'off'", key);
             return false;
         }
     } else {
@@ -136,31 +153,31 @@ bool opts_take_bool(JsonObject *o, const char *key, bool def, bool *out,
     return true;
 }
 
-bool opts_take_size(JsonObject *o, const char *key, uint64_t def,
-                    uint64_t *out, GError **errp)
+/*
+ * Take an integer member: JSON integers as they are, strings through
+ * @parse (which may accept suffixes).  @min is the smallest JSON integer
+ * accepted.
+ */
+static bool take_integer(JsonObject *o, const char *key, int64_t min,
+                         bool (*parse)(JsonObject *o, const char *key,
+                                       int64_t *out, GError **errp),
+                         int64_t *out, GError **errp)
 {
-    JsonNode *n;
+    GType t = scalar_type(o, key);
 
-    *out = def;
-    if (!opts_has(o, key)) {
+    if (t == G_TYPE_NONE) {
         return true;
     }
-    n = json_object_get_member(o, key);
-    if (JSON_NODE_HOLDS_VALUE(n) &&
-        json_node_get_value_type(n) == G_TYPE_INT64) {
-        gint64 v = json_node_get_int(n);
-        if (v < 0) {
+    if (t == G_TYPE_INT64) {
+        int64_t v = json_object_get_int_member(o, key);
+        if (v < min) {
             error_setg(errp, "Parameter '%s' expects a non-negative value",
                        key);
             return false;
         }
         *out = v;
-    } else if (JSON_NODE_HOLDS_VALUE(n) &&
-               json_node_get_value_type(n) == G_TYPE_STRING) {
-        g_autoptr(GError) local_err = NULL;
-        if (!parse_size(json_node_get_string(n), 'B', out, &local_err)) {
-            error_setg(errp, "Parameter '%s' expects a size value: %s", key,
-                       local_err->message);
+    } else if (t == G_TYPE_STRING) {
+        if (!parse(o, key, out, errp)) {
             return false;
         }
     } else {
@@ -172,33 +189,46 @@ bool opts_take_size(JsonObject *o, const char *key, uint64_t def,
     return true;
 }
 
+static bool parse_size_member(JsonObject *o, const char *key, int64_t *out,
+                              GError **errp)
+{
+    g_autoptr(GError) local_err = NULL;
+    uint64_t v;
+
+    if (!parse_size(member_string(o, key), 'B', &v, &local_err)) {
+        error_setg(errp, "Parameter '%s' expects a size value: %s", key,
+                   local_err->message);
+        return false;
+    }
+    *out = (int64_t)v;
+    return true;
+}
+
+static bool parse_int_member(JsonObject *o, const char *key, int64_t *out,
+                             GError **errp)
+{
+    if (!parse_int64(member_string(o, key), out, NULL)) {
+        error_setg(errp, "Parameter '%s' expects a number", key);
+        return false;
+    }
+    return true;
+}
+
+bool opts_take_size(JsonObject *o, const char *key, uint64_t def,
+                    uint64_t *out, GError **errp)
+{
+    int64_t v = (int64_t)def;
+    bool ok = take_integer(o, key, 0, parse_size_member, &v, errp);
+
+    *out = (uint64_t)v;
+    return ok;
+}
+
 bool opts_take_int(JsonObject *o, const char *key, int64_t def, int64_t *out,
                    GError **errp)
 {
-    JsonNode *n;
-
     *out = def;
-    if (!opts_has(o, key)) {
-        return true;
-    }
-    n = json_object_get_member(o, key);
-    if (JSON_NODE_HOLDS_VALUE(n) &&
-        json_node_get_value_type(n) == G_TYPE_INT64) {
-        *out = json_node_get_int(n);
-    } else if (JSON_NODE_HOLDS_VALUE(n) &&
-               json_node_get_value_type(n) == G_TYPE_STRING) {
-        g_autoptr(GError) local_err = NULL;
-        if (!parse_int64(json_node_get_string(n), out, &local_err)) {
-            error_setg(errp, "Parameter '%s' expects a number", key);
-            return false;
-        }
-    } else {
-        error_setg(errp, "Invalid parameter type for '%s', expected: integer",
-                   key);
-        return false;
-    }
-    json_object_remove_member(o, key);
-    return true;
+    return take_integer(o, key, INT64_MIN, parse_int_member, out, errp);
 }
 
 JsonObject *opts_take_object(JsonObject *o, const char *key)
