@@ -587,8 +587,9 @@ int qcow2_preallocate(BlockDriverState *bs, uint64_t offset, uint64_t end)
             offset += count << s->cluster_bits;
             continue;
         }
-        host = qcow2_alloc_clusters_fresh(bs, count << s->cluster_bits,
-                                          &fresh);
+        ret = qcow2_prepare_l2(bs, offset);
+        host = ret < 0 ? ret : qcow2_alloc_clusters_upto(bs, count, &count,
+                                                         &fresh);
         if (host < 0) {
             return (int)host;
         }

@@ -616,7 +616,8 @@ int qcow2_header_serialize(Qcow2Header *h, uint8_t *buf, size_t buf_size,
         ok = put_ext(buf, buf_size, &off, QCOW2_EXT_BACKING_FORMAT,
                      h->backing_fmt, strlen(h->backing_fmt));
     }
-    if (ok && h->version >= 3 && h->features->len) {
+    /* Like QEMU, only clusters above 4 KiB get a feature name table. */
+    if (ok && h->version >= 3 && h->features->len && buf_size > 4096) {
         ok = put_feature_table(h, buf, buf_size, &off);
     }
     for (guint i = 0; ok && i < h->exts->len; i++) {
