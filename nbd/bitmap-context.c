@@ -14,32 +14,40 @@
 
 #include <errno.h>
 
+/* One call per dirty area: the clean gap before it, then the area. */
 static int bitmap_extents(void *opaque, uint64_t offset, uint64_t length,
                           NbdExtents *ex)
 {
     BdrvDirtyBitmap *bm = opaque;
+    uint64_t end = offset + length;
+    uint64_t bend = MIN(end, bdrv_dirty_bitmap_size(bm));
 
-    while (length > 0) {
-        int64_t pnum = 0;
-        bool dirty;
+    if (bdrv_dirty_bitmap_inconsistent(bm)) {
+        return -EIO;
+    }
+    while (offset < bend) {
+        int64_t start, count;
 
-        if (bdrv_dirty_bitmap_inconsistent(bm)) {
-            return -EIO;
-        }
-        dirty = bdrv_dirty_bitmap_status(bm, (int64_t)offset,
-                                         (int64_t)length, &pnum);
-        if (pnum <= 0) {
-            /* Past the bitmap's size (the node grew): clean. */
-            pnum = (int64_t)length;
-            dirty = false;
-        }
-        if (!nbd_extents_add(ex, (uint64_t)pnum,
-                             dirty ? NBD_STATE_DIRTY : 0)) {
+        if (!bdrv_dirty_bitmap_next_dirty_area(bm, (int64_t)offset,
+                                               (int64_t)bend,
+                                               (int64_t)length, &start,
+                                               &count)) {
             break;
         }
-        offset += (uint64_t)pnum;
-        length -= (uint64_t)pnum;
+        if ((uint64_t)start > offset &&
+            !nbd_extents_add(ex, (uint64_t)start - offset, 0)) {
+            goto out;
+        }
+        if (!nbd_extents_add(ex, (uint64_t)count, NBD_STATE_DIRTY)) {
+            goto out;
+        }
+        offset = (uint64_t)(start + count);
     }
+    /* Clean to the end (also past the bitmap's size if the node grew). */
+    if (offset < end) {
+        nbd_extents_add(ex, end - offset, 0);
+    }
+out:
     /* A failed lazy load shows up as inconsistency: do not trust it. */
     return bdrv_dirty_bitmap_inconsistent(bm) ? -EIO : 0;
 }

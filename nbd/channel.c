@@ -1,9 +1,10 @@
 /*
  * Buffered socket I/O of one NBD connection.  The reader thread owns the
  * input buffer: one recv() usually brings in several request headers (and
- * small write payloads), which keeps the syscall count per request low.
- * Writes are whole messages (header and payload in one sendmsg when
- * possible) and never raise SIGPIPE.
+ * small write payloads), which keeps the syscall count per request low;
+ * before each recv() it writes the replies it has queued.  Writes are
+ * whole messages (header and payload in one sendmsg when possible) and
+ * never raise SIGPIPE.
  */
 #include "nbd/nbd-internal.h"
 
@@ -11,10 +12,23 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/*
+ * The reader is about to wait for input: first write the replies it
+ * queued, or the client might wait for them forever.
+ */
+static int before_recv(NbdClient *c)
+{
+    return nbd_send_flush(c);
+}
+
 /* Refill the buffer with at least one byte; 0 or -errno. */
 static int chan_fill(NbdClient *c)
 {
     ssize_t n;
+
+    if (before_recv(c) < 0) {
+        return -EPIPE;
+    }
 
     if (c->rpos == c->rlen) {
         c->rpos = c->rlen = 0;
@@ -33,12 +47,18 @@ static int chan_fill(NbdClient *c)
         return -ECONNRESET;
     }
     c->rlen += n;
+    c->n_recvs++;
     return 0;
 }
 
 size_t nbd_chan_buffered(NbdClient *c)
 {
     return c->rlen - c->rpos;
+}
+
+const uint8_t *nbd_chan_peek(NbdClient *c, size_t len)
+{
+    return c->rlen - c->rpos >= len ? c->rbuf + c->rpos : NULL;
 }
 
 int nbd_chan_read(NbdClient *c, void *buf, size_t len)
@@ -59,6 +79,10 @@ int nbd_chan_read(NbdClient *c, void *buf, size_t len)
         if (len >= NBD_RBUF_SIZE / 2) {
             /* Large payloads go straight to their destination. */
             ssize_t n;
+
+            if (before_recv(c) < 0) {
+                return -EPIPE;
+            }
             do {
                 n = recv(c->fd, out, len, 0);
             } while (n < 0 && errno == EINTR);
@@ -105,6 +129,7 @@ int nbd_chan_writev(NbdClient *c, struct iovec *iov, int iovcnt)
         struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
         ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
 
+        __atomic_add_fetch(&c->n_writes, 1, __ATOMIC_RELAXED);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

@@ -247,7 +247,13 @@ static int do_block_status(NbdClient *c, const NbdRequestHeader *h)
 void nbd_request_execute(gpointer data, gpointer user_data)
 {
     NbdRequest *r = data;
-    NbdClient *c = r->client;
+
+    nbd_request_run(r->client, r);
+    nbd_request_done(r);
+}
+
+void nbd_request_run(NbdClient *c, NbdRequest *r)
+{
     const NbdRequestHeader *h = &r->hdr;
 
     switch (h->type) {
@@ -276,5 +282,4 @@ void nbd_request_execute(gpointer data, gpointer user_data)
         nbd_send_error(c, h->handle, NBD_EINVAL, "unknown command");
         break;
     }
-    nbd_request_done(r);
 }

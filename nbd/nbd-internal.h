@@ -5,9 +5,12 @@
  * include/nbd/server.h is the API.
  *
  * Threads of one connection: its reader thread (handshake, then request
- * headers and write payloads) and the workers of its own pool (one request
- * each; they send the replies).  Replies are serialized by send_lock; the
- * in-flight counters by lock/cond.
+ * headers and write payloads) and the workers of its own pool.  Small
+ * READ/WRITE requests run on the reader itself while they complete fast
+ * (page cache); everything else, and everything for a while after an
+ * inline request was slow, goes to the pool.  Replies go through one
+ * output queue per connection (reply.c): small ones are batched, and the
+ * reader's own replies are written when it is about to wait for input.
  */
 #ifndef NBD_NBD_INTERNAL_H
 #define NBD_NBD_INTERNAL_H
@@ -110,6 +113,19 @@ int nbd_meta_extents(NbdExport *exp, const NbdMetaContext *ctx,
 #define NBD_CLIENT_MAX_INFLIGHT 32
 #define NBD_CLIENT_MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
 #define NBD_CLIENT_WORKERS 16
+/* Requests up to this size may run on the reader thread. */
+#define NBD_INLINE_MAX (2 * 1024 * 1024)
+/*
+ * An inline request is slow when it takes longer than this plus 1 us per
+ * KiB (a page-cache copy runs at several GB/s).
+ */
+#define NBD_INLINE_SLOW_US 100
+#define NBD_INLINE_SLOW_OF_16 4
+#define NBD_POOL_MODE_REQUESTS 1024
+/* Replies up to this size are copied into the output queue. */
+#define NBD_OUT_COPY_MAX (64 * 1024 + 64)
+/* Queued reply bytes beyond which senders wait for the socket. */
+#define NBD_OUT_LIMIT (1024 * 1024)
 
 typedef struct NbdClient {
     int fd;
@@ -129,21 +145,39 @@ typedef struct NbdClient {
     NbdExport *exp;                  /* after GO/EXPORT_NAME */
     uint16_t tx_flags;
     GThreadPool *pool;
+    unsigned pool_mode;              /* requests left that skip inline */
+    uint16_t slow_history;           /* 1 bit per recent inline request */
 
     /* Input buffer (reader thread). */
     uint8_t *rbuf;
     size_t rpos;
     size_t rlen;
 
-    GMutex send_lock;                /* one reply message at a time */
+    /* Output queue (reply.c). */
+    GMutex send_lock;
+    GCond send_cond;
+    GByteArray *out;                 /* queued small replies */
+    GByteArray *out_spare;           /* empty buffer to swap in */
+    bool sending;                    /* a thread is writing the socket */
+    unsigned send_waiters;
+    int send_error;                  /* first write error: all sends fail */
 
-    GMutex lock;                     /* guards the fields below */
+    /*
+     * In-flight pool requests: counted atomically (the reader adds, the
+     * workers subtract); lock/cond only when someone has to wait.
+     */
+    gint inflight;
+    gint64 inflight_bytes;
+    gint slot_waiting;
+    GMutex lock;                     /* guards quit; pairs with cond */
     GCond cond;
-    unsigned inflight;
-    uint64_t inflight_bytes;
     bool quit;                       /* stop reading; tear down */
 
     gint n_logs;                     /* messages printed (rate limit) */
+    /* Statistics (BP_NBD_DEBUG prints them at the end). */
+    uint64_t n_requests;
+    uint64_t n_recvs;
+    gint64 n_writes;
 } NbdClient;
 
 /* ---- channel.c: buffered socket I/O ----------------------------------------- */
@@ -154,7 +188,9 @@ int nbd_chan_read(NbdClient *c, void *buf, size_t len);
 int nbd_chan_skip(NbdClient *c, uint64_t len);
 /* Bytes already buffered (not yet consumed). */
 size_t nbd_chan_buffered(NbdClient *c);
-/* Write every byte of @iov (caller holds send_lock if needed). */
+/* The next @len buffered bytes, or NULL if fewer are buffered. */
+const uint8_t *nbd_chan_peek(NbdClient *c, size_t len);
+/* Write every byte of @iov (the caller is the connection's sender). */
 int nbd_chan_writev(NbdClient *c, struct iovec *iov, int iovcnt);
 int nbd_chan_write(NbdClient *c, const void *buf, size_t len);
 /* Wake a reader blocked in recv() and make further I/O fail. */
@@ -211,16 +247,22 @@ const char *nbd_opt_name(uint32_t opt);
 
 /* The transmission loop on the reader thread. */
 void nbd_transmission(NbdClient *c);
+/* Make the reader quit and wait for the pool's requests (teardown). */
+void nbd_request_drain(NbdClient *c);
 
 /* ---- commands.c: one request on a worker ----------------------------------- */
 
 typedef struct NbdRequest {
     NbdClient *client;
     NbdRequestHeader hdr;
-    uint8_t *data;                   /* WRITE payload */
+    const uint8_t *data;             /* WRITE payload */
+    uint8_t *owned;                  /* allocation behind data, if any */
     uint64_t cost;                   /* bytes counted in inflight_bytes */
 } NbdRequest;
 
+/* Execute @r and send its reply (inline on the reader, or a worker). */
+void nbd_request_run(NbdClient *c, NbdRequest *r);
+/* The pool's entry point: run, then nbd_request_done(). */
 void nbd_request_execute(gpointer data, gpointer user_data);
 /* Free @r and release its in-flight slot (after its reply). */
 void nbd_request_done(NbdRequest *r);
@@ -234,7 +276,15 @@ void nbd_encode_simple_reply(uint8_t *buf, uint32_t error, uint64_t handle);
 void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
                              uint64_t handle, uint32_t length);
 
-/* Send helpers; each takes send_lock; 0 or -errno (client then quits). */
+/*
+ * Reply helpers: 0 or -errno (then the connection quits).  On the reader
+ * thread in transmission (nbd_reply_set_deferred), small replies are only
+ * queued; nbd_send_flush() writes them before the reader waits for input.
+ */
+void nbd_reply_set_deferred(bool on);
+int nbd_send_flush(NbdClient *c);
+void nbd_send_init(NbdClient *c);
+void nbd_send_cleanup(NbdClient *c);
 int nbd_send_simple(NbdClient *c, uint64_t handle, uint32_t error,
                     const void *data, size_t len);
 int nbd_send_chunk(NbdClient *c, uint64_t handle, uint16_t flags,

@@ -1,9 +1,9 @@
 /*
- * Transmission replies: simple replies and structured reply chunks, and
- * the one place where host errno values become NBD error numbers.  Every
- * send is one whole message under the connection's send_lock, so chunks
- * of different requests interleave but never mix.  A failed send makes
- * the connection quit (the reader is woken by a socket shutdown).
+ * Transmission replies: simple replies and structured reply chunks, the
+ * connection's output queue, and the one place where host errno values
+ * become NBD error numbers.  Every message is queued or written whole, so
+ * chunks of different requests interleave but never mix.  A failed write
+ * makes the connection quit (the reader is woken by a socket shutdown).
  */
 #include "nbd/nbd-internal.h"
 #include "util/bswap.h"
@@ -65,19 +65,148 @@ void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
     stl_be(buf + 16, length);
 }
 
-static int send_locked(NbdClient *c, struct iovec *iov, int niov)
-{
-    int ret;
+/* ---- The output queue ------------------------------------------------------
+ *
+ * One thread at a time writes the socket (the "sender").  A small reply is
+ * appended to c->out; if nobody is sending, the appender becomes the
+ * sender and writes everything queued, looping while others append, so
+ * replies finishing together share one sendmsg.  A large reply (READ
+ * data) waits until the socket is free, then goes out with the queue in
+ * one sendmsg, straight from the caller's buffer.  The reader thread's
+ * replies are only queued (deferred) and written when it is about to wait
+ * for input.  Queued bytes are bounded: beyond NBD_OUT_LIMIT appenders
+ * wait, which stops the reader when the client does not read.
+ */
 
+static __thread bool reply_deferred;
+
+void nbd_reply_set_deferred(bool on)
+{
+    reply_deferred = on;
+}
+
+void nbd_send_init(NbdClient *c)
+{
+    g_cond_init(&c->send_cond);
+    c->out = g_byte_array_sized_new(64 * 1024);
+    c->out_spare = g_byte_array_sized_new(64 * 1024);
+}
+
+void nbd_send_cleanup(NbdClient *c)
+{
+    if (c->out) {
+        g_byte_array_unref(c->out);
+        g_byte_array_unref(c->out_spare);
+        c->out = c->out_spare = NULL;
+        g_cond_clear(&c->send_cond);
+    }
+}
+
+static void send_failed(NbdClient *c)
+{
+    g_mutex_lock(&c->lock);
+    c->quit = true;
+    g_cond_broadcast(&c->cond);
+    g_mutex_unlock(&c->lock);
+    nbd_chan_shutdown(c);
+}
+
+/*
+ * With send_lock held and no sender: write the queue (then @iov, once)
+ * until the queue stays empty.  Drops the lock while writing.
+ */
+static int drain_locked(NbdClient *c, struct iovec *iov, int niov)
+{
+    int ret = 0;
+
+    c->sending = true;
+    while (c->out->len > 0 || niov > 0) {
+        GByteArray *buf = c->out;
+        struct iovec v[9];
+        int n = 0;
+
+        c->out = c->out_spare;
+        c->out_spare = NULL;
+        if (buf->len) {
+            v[n].iov_base = buf->data;
+            v[n++].iov_len = buf->len;
+        }
+        for (int i = 0; i < niov; i++) {
+            v[n++] = iov[i];
+        }
+        niov = 0;
+        if (c->send_waiters) {
+            g_cond_broadcast(&c->send_cond);   /* room in the queue */
+        }
+        g_mutex_unlock(&c->send_lock);
+        ret = nbd_chan_writev(c, v, n);
+        g_mutex_lock(&c->send_lock);
+        g_byte_array_set_size(buf, 0);
+        c->out_spare = buf;
+        if (ret < 0) {
+            c->send_error = ret;
+            g_byte_array_set_size(c->out, 0);
+            break;
+        }
+    }
+    c->sending = false;
+    if (c->send_waiters) {
+        g_cond_broadcast(&c->send_cond);
+    }
+    return ret;
+}
+
+static int send_message(NbdClient *c, struct iovec *iov, int niov)
+{
+    size_t total = 0;
+    int ret = 0;
+
+    for (int i = 0; i < niov; i++) {
+        total += iov[i].iov_len;
+    }
     g_mutex_lock(&c->send_lock);
-    ret = nbd_chan_writev(c, iov, niov);
+    while (!c->send_error && c->sending &&
+           (total > NBD_OUT_COPY_MAX || c->out->len > NBD_OUT_LIMIT)) {
+        c->send_waiters++;
+        g_cond_wait(&c->send_cond, &c->send_lock);
+        c->send_waiters--;
+    }
+    if (c->send_error) {
+        ret = c->send_error;
+    } else if (total > NBD_OUT_COPY_MAX) {
+        ret = drain_locked(c, iov, niov);
+    } else {
+        for (int i = 0; i < niov; i++) {
+            g_byte_array_append(c->out, iov[i].iov_base, iov[i].iov_len);
+        }
+        if (!c->sending &&
+            (!reply_deferred || c->out->len > NBD_OUT_LIMIT)) {
+            ret = drain_locked(c, NULL, 0);
+        }
+    }
     g_mutex_unlock(&c->send_lock);
     if (ret < 0) {
-        g_mutex_lock(&c->lock);
-        c->quit = true;
-        g_cond_broadcast(&c->cond);
-        g_mutex_unlock(&c->lock);
-        nbd_chan_shutdown(c);
+        send_failed(c);
+    }
+    return ret;
+}
+
+int nbd_send_flush(NbdClient *c)
+{
+    int ret = 0;
+
+    if (!c->out) {
+        return 0;
+    }
+    g_mutex_lock(&c->send_lock);
+    if (c->send_error) {
+        ret = c->send_error;
+    } else if (!c->sending && c->out->len > 0) {
+        ret = drain_locked(c, NULL, 0);
+    }
+    g_mutex_unlock(&c->send_lock);
+    if (ret < 0) {
+        send_failed(c);
     }
     return ret;
 }
@@ -92,7 +221,7 @@ int nbd_send_simple(NbdClient *c, uint64_t handle, uint32_t error,
     };
 
     nbd_encode_simple_reply(hdr, error, handle);
-    return send_locked(c, iov, len ? 2 : 1);
+    return send_message(c, iov, len ? 2 : 1);
 }
 
 int nbd_send_chunk(NbdClient *c, uint64_t handle, uint16_t flags,
@@ -111,7 +240,7 @@ int nbd_send_chunk(NbdClient *c, uint64_t handle, uint16_t flags,
     }
     g_assert(len <= UINT32_MAX);
     nbd_encode_chunk_header(hdr, flags, type, handle, (uint32_t)len);
-    return send_locked(c, iov, niov + 1);
+    return send_message(c, iov, niov + 1);
 }
 
 int nbd_send_error(NbdClient *c, uint64_t handle, uint32_t error,

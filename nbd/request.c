@@ -174,39 +174,57 @@ void nbd_request_check(const NbdRequestHeader *req, const NbdTxState *st,
         out->verdict = NBD_REQ_ERROR_DRAIN;
     } else {
         out->verdict = NBD_REQ_DISCONNECT;
+        out->error = 0;
         out->reason = "write payload too large to skip";
     }
 }
 
 /* ---- The reader loop ----------------------------------------------------- */
 
+static bool over_cap(NbdClient *c, uint64_t cost)
+{
+    gint n = g_atomic_int_get(&c->inflight);
+    gint64 bytes = __atomic_load_n(&c->inflight_bytes, __ATOMIC_SEQ_CST);
+
+    return n >= NBD_CLIENT_MAX_INFLIGHT ||
+           (n > 0 && (uint64_t)bytes + cost > NBD_CLIENT_MAX_INFLIGHT_BYTES);
+}
+
+/*
+ * Reserve an in-flight slot for a pool request (the reader is the only
+ * one adding, workers subtract): no lock unless the cap is reached.
+ */
 static bool acquire_slot(NbdClient *c, uint64_t cost)
 {
-    bool ok;
+    bool ok = true;
 
-    g_mutex_lock(&c->lock);
-    while (!c->quit &&
-           (c->inflight >= NBD_CLIENT_MAX_INFLIGHT ||
-            (c->inflight > 0 &&
-             c->inflight_bytes + cost > NBD_CLIENT_MAX_INFLIGHT_BYTES))) {
-        g_cond_wait(&c->cond, &c->lock);
+    if (over_cap(c, cost)) {
+        g_mutex_lock(&c->lock);
+        g_atomic_int_set(&c->slot_waiting, 1);
+        while (!c->quit && over_cap(c, cost)) {
+            g_cond_wait(&c->cond, &c->lock);
+        }
+        g_atomic_int_set(&c->slot_waiting, 0);
+        ok = !c->quit;
+        g_mutex_unlock(&c->lock);
     }
-    ok = !c->quit;
     if (ok) {
-        c->inflight++;
-        c->inflight_bytes += cost;
+        g_atomic_int_inc(&c->inflight);
+        __atomic_add_fetch(&c->inflight_bytes, (gint64)cost,
+                           __ATOMIC_SEQ_CST);
     }
-    g_mutex_unlock(&c->lock);
     return ok;
 }
 
 static void release_slot(NbdClient *c, uint64_t cost)
 {
-    g_mutex_lock(&c->lock);
-    c->inflight--;
-    c->inflight_bytes -= cost;
-    g_cond_broadcast(&c->cond);
-    g_mutex_unlock(&c->lock);
+    __atomic_sub_fetch(&c->inflight_bytes, (gint64)cost, __ATOMIC_SEQ_CST);
+    g_atomic_int_add(&c->inflight, -1);
+    if (g_atomic_int_get(&c->slot_waiting)) {
+        g_mutex_lock(&c->lock);
+        g_cond_broadcast(&c->cond);
+        g_mutex_unlock(&c->lock);
+    }
 }
 
 static void fill_state(NbdClient *c, NbdTxState *st)
@@ -218,12 +236,96 @@ static void fill_state(NbdClient *c, NbdTxState *st)
     st->tx_flags = c->tx_flags;
 }
 
+/*
+ * Small reads and writes run on the reader while they are fast: no thread
+ * hand-off, and their replies are batched.  When inline requests turn
+ * slow (the data was not in the page cache, metadata updates hit the
+ * disk), the next NBD_POOL_MODE_REQUESTS requests go to the pool, where
+ * they overlap.  A slow request now and then is just the thread being
+ * preempted (or a lock holder being preempted) on a busy machine, so it
+ * takes NBD_INLINE_SLOW_OF_16 slow ones among the last sixteen.
+ */
+typedef enum { INLINE_AUTO, INLINE_ALWAYS, INLINE_NEVER } InlinePolicy;
+
+/* BP_NBD_INLINE=always|never overrides the heuristic (tests, profiling). */
+static InlinePolicy inline_policy(void)
+{
+    static gsize once;
+    static InlinePolicy policy;
+
+    if (g_once_init_enter(&once)) {
+        const char *env = g_getenv("BP_NBD_INLINE");
+        policy = !g_strcmp0(env, "always") ? INLINE_ALWAYS
+                 : !g_strcmp0(env, "never") ? INLINE_NEVER : INLINE_AUTO;
+        g_once_init_leave(&once, 1);
+    }
+    return policy;
+}
+
+static bool run_inline(NbdClient *c, const NbdRequestHeader *hdr)
+{
+    InlinePolicy policy = inline_policy();
+
+    if (policy == INLINE_NEVER) {
+        return false;
+    }
+    if (policy == INLINE_AUTO && c->pool_mode > 0) {
+        if (--c->pool_mode == 0) {
+            c->slow_history = 0;
+        }
+        return false;
+    }
+    return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
+           hdr->len <= NBD_INLINE_MAX && !(hdr->flags & NBD_CMD_FLAG_FUA) &&
+           !c->exp->writethrough;
+}
+
+static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
+{
+    NbdRequest r = { .client = c, .hdr = *hdr };
+    gint64 t0;
+
+    if (hdr->type == NBD_CMD_WRITE && hdr->len > 0) {
+        r.data = nbd_chan_peek(c, hdr->len);
+        if (!r.data) {
+            r.owned = g_try_malloc(hdr->len);
+            if (!r.owned || nbd_chan_read(c, r.owned, hdr->len) < 0) {
+                g_free(r.owned);
+                return false;
+            }
+            r.data = r.owned;
+        }
+    }
+    t0 = g_get_monotonic_time();
+    nbd_request_run(c, &r);
+    t0 = g_get_monotonic_time() - t0;
+    c->slow_history = (uint16_t)((c->slow_history << 1) |
+                                 (t0 > NBD_INLINE_SLOW_US +
+                                  (hdr->len >> 10)));
+    if (__builtin_popcount(c->slow_history) >= NBD_INLINE_SLOW_OF_16) {
+        c->pool_mode = NBD_POOL_MODE_REQUESTS;
+        if (g_getenv("BP_NBD_DEBUG")) {
+            nbd_client_log(c, "inline requests are slow (%" PRId64
+                           " us): pool mode", t0);
+        }
+    }
+    if (hdr->type == NBD_CMD_WRITE && !r.owned &&
+        nbd_chan_skip(c, hdr->len) < 0) {
+        return false;
+    }
+    g_free(r.owned);
+    return true;
+}
+
 /* Queue a valid request; false if the connection must end. */
 static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
 {
     uint64_t cost = 0;
     NbdRequest *r;
 
+    if (run_inline(c, hdr)) {
+        return execute_inline(c, hdr);
+    }
     if (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) {
         cost = hdr->len;
     }
@@ -235,13 +337,14 @@ static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
     r->hdr = *hdr;
     r->cost = cost;
     if (hdr->type == NBD_CMD_WRITE && hdr->len > 0) {
-        r->data = g_try_malloc(hdr->len);
-        if (!r->data || nbd_chan_read(c, r->data, hdr->len) < 0) {
-            bool nomem = !r->data;
+        r->owned = g_try_malloc(hdr->len);
+        r->data = r->owned;
+        if (!r->owned || nbd_chan_read(c, r->owned, hdr->len) < 0) {
+            bool nomem = !r->owned;
             bool ok = nomem && nbd_chan_skip(c, hdr->len) == 0 &&
                       nbd_send_error(c, hdr->handle, NBD_ENOMEM,
                                      "out of memory") == 0;
-            g_free(r->data);
+            g_free(r->owned);
             g_free(r);
             release_slot(c, cost);
             return ok;
@@ -286,6 +389,7 @@ static bool handle_request(NbdClient *c, const NbdRequestHeader *hdr)
 
 void nbd_transmission(NbdClient *c)
 {
+    nbd_reply_set_deferred(true);
     for (;;) {
         uint8_t buf[NBD_REQUEST_SIZE];
         NbdRequestHeader hdr;
@@ -295,12 +399,11 @@ void nbd_transmission(NbdClient *c)
             return;
         }
         nbd_request_decode(buf, &hdr);
+        c->n_requests++;
         if (!handle_request(c, &hdr)) {
             return;
         }
-        g_mutex_lock(&c->lock);
-        quit = c->quit;
-        g_mutex_unlock(&c->lock);
+        quit = __atomic_load_n(&c->quit, __ATOMIC_ACQUIRE);
         if (quit) {
             return;
         }
@@ -312,7 +415,20 @@ void nbd_request_done(NbdRequest *r)
     NbdClient *c = r->client;
     uint64_t cost = r->cost;
 
-    g_free(r->data);
+    g_free(r->owned);
     g_free(r);
     release_slot(c, cost);
+}
+
+/* Wait until every pool request has finished (teardown). */
+void nbd_request_drain(NbdClient *c)
+{
+    g_mutex_lock(&c->lock);
+    c->quit = true;
+    g_atomic_int_set(&c->slot_waiting, 1);
+    while (g_atomic_int_get(&c->inflight) > 0) {
+        g_cond_wait(&c->cond, &c->lock);
+    }
+    g_atomic_int_set(&c->slot_waiting, 0);
+    g_mutex_unlock(&c->lock);
 }

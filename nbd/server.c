@@ -132,6 +132,7 @@ static char *peer_name(int fd)
 static void client_free(NbdClient *c)
 {
     g_free(c->meta_selected);
+    nbd_send_cleanup(c);
     g_free(c->rbuf);
     g_free(c->peer);
     g_mutex_clear(&c->send_lock);
@@ -184,15 +185,17 @@ static gboolean reap_cb(gpointer opaque)
 
 static void client_finish(NbdClient *c)
 {
-    g_mutex_lock(&c->lock);
-    c->quit = true;
-    while (c->inflight > 0) {
-        g_cond_wait(&c->cond, &c->lock);
-    }
-    g_mutex_unlock(&c->lock);
+    nbd_request_drain(c);
     if (c->pool) {
         g_thread_pool_free(c->pool, FALSE, TRUE);
         c->pool = NULL;
+    }
+    /* Replies the reader queued (e.g. before NBD_CMD_DISC). */
+    nbd_send_flush(c);
+    if (c->n_requests && g_getenv("BP_NBD_DEBUG")) {
+        nbd_client_log(c, "%" PRIu64 " requests, %" PRIu64 " reads, %"
+                       PRId64 " writes", c->n_requests, c->n_recvs,
+                       c->n_writes);
     }
     shutdown(c->fd, SHUT_RDWR);
     /* No request left: the export is free for a safe delete right now. */
@@ -218,6 +221,7 @@ static gpointer client_thread(gpointer opaque)
         /* A hard delete may have raced with GO: it sees c->exp or we see
          * the flag. */
         if (!nbd_export_is_shutting_down(c->exp)) {
+            nbd_send_init(c);
             c->pool = g_thread_pool_new(nbd_request_execute, c,
                                         NBD_CLIENT_WORKERS, FALSE, NULL);
             nbd_transmission(c);
