@@ -288,7 +288,7 @@ void nbd_export_unref(NbdExport *exp)
     g_mutex_unlock(&pending_lock);
 }
 
-/* ---- Lookups used by the handshake (any thread) ------------------------------ */
+/* ---- Lookups used by the handshake (any thread) ------------------------- */
 
 NbdExport *nbd_export_lookup(const char *name)
 {
@@ -339,7 +339,7 @@ void nbd_export_detach(NbdExport *exp)
     g_mutex_unlock(&export_lock);
 }
 
-/* ---- Management (main thread) ------------------------------------------------ */
+/* ---- Management (main thread) ------------------------------------------- */
 
 NbdExport *nbd_export_find_id(const char *id)
 {

@@ -22,7 +22,7 @@ typedef enum {
     OPT_CLOSE,       /* end the connection */
 } OptResult;
 
-/* ---- Option replies ------------------------------------------------------ */
+/* ---- Option replies ----------------------------------------------------- */
 
 static int opt_reply(NbdClient *c, uint32_t opt, uint32_t type,
                      const void *data, uint32_t len)
@@ -61,7 +61,7 @@ opt_error(NbdClient *c, uint32_t opt, uint32_t type, const char *fmt, ...)
                                                            : OPT_CONTINUE;
 }
 
-/* ---- Helpers ------------------------------------------------------------- */
+/* ---- Helpers ------------------------------------------------------------ */
 
 /* A length-prefixed string at *pos of @data; NULL if it does not fit. */
 static char *take_string(const uint8_t *data, uint32_t len, uint32_t *pos,
@@ -121,7 +121,7 @@ static bool choose_export(NbdClient *c, NbdExport *exp)
     return true;
 }
 
-/* ---- Options --------------------------------------------------------------- */
+/* ---- Options ------------------------------------------------------------ */
 
 static OptResult opt_export_name(NbdClient *c, const uint8_t *data,
                                  uint32_t len)
@@ -369,7 +369,7 @@ static OptResult opt_meta_context(NbdClient *c, uint32_t opt,
     return opt_ack(c, opt);
 }
 
-/* ---- The option loop ------------------------------------------------------- */
+/* ---- The option loop ---------------------------------------------------- */
 
 static OptResult handle_option(NbdClient *c, uint32_t opt, uint32_t len)
 {

@@ -117,7 +117,7 @@ bool nbd_server_start_from_options(JsonObject *args, GError **errp)
     return nbd_server_start(&cfg, errp);
 }
 
-/* ---- block-export-add ------------------------------------------------------ */
+/* ---- block-export-add --------------------------------------------------- */
 
 /* One element of "bitmaps": a name, or {"node": N, "name": B}. */
 static NbdBitmapContext *bitmap_item(JsonNode *item, BlockDriverState *bs,

@@ -42,7 +42,7 @@ void nbd_bitmap_context_free(NbdBitmapContext *ctx)
     g_free(ctx);
 }
 
-/* ---- Query matching ---------------------------------------------------------- */
+/* ---- Query matching ----------------------------------------------------- */
 
 static bool has_prefix(const char *s, size_t len, const char *prefix)
 {
@@ -94,7 +94,7 @@ bool nbd_meta_match(const NbdExport *exp, const char *query, size_t len,
     return true;
 }
 
-/* ---- Extents ------------------------------------------------------------------ */
+/* ---- Extents ------------------------------------------------------------ */
 
 void nbd_extents_init(NbdExtents *ex, uint64_t limit, uint32_t max)
 {

@@ -107,7 +107,7 @@ void nbd_extents_clear(NbdExtents *ex);
 int nbd_meta_extents(NbdExport *exp, const NbdMetaContext *ctx,
                      uint64_t offset, uint64_t length, NbdExtents *ex);
 
-/* ---- Connections ----------------------------------------------------------- */
+/* ---- Connections -------------------------------------------------------- */
 
 #define NBD_RBUF_SIZE (256 * 1024)
 #define NBD_CLIENT_MAX_INFLIGHT 32
@@ -180,7 +180,7 @@ typedef struct NbdClient {
     gint64 n_writes;
 } NbdClient;
 
-/* ---- channel.c: buffered socket I/O ----------------------------------------- */
+/* ---- channel.c: buffered socket I/O ------------------------------------- */
 
 /* Read exactly @len bytes; 0, -ECONNRESET at EOF, or -errno. */
 int nbd_chan_read(NbdClient *c, void *buf, size_t len);
@@ -205,7 +205,7 @@ typedef enum {
 
 NbdHandshakeResult nbd_handshake(NbdClient *c);
 
-/* ---- request.c ---------------------------------------------------------------- */
+/* ---- request.c ---------------------------------------------------------- */
 
 typedef struct NbdRequestHeader {
     uint32_t magic;
@@ -250,7 +250,7 @@ void nbd_transmission(NbdClient *c);
 /* Make the reader quit and wait for the pool's requests (teardown). */
 void nbd_request_drain(NbdClient *c);
 
-/* ---- commands.c: one request on a worker ----------------------------------- */
+/* ---- commands.c: one request on a worker -------------------------------- */
 
 typedef struct NbdRequest {
     NbdClient *client;
@@ -267,7 +267,7 @@ void nbd_request_execute(gpointer data, gpointer user_data);
 /* Free @r and release its in-flight slot (after its reply). */
 void nbd_request_done(NbdRequest *r);
 
-/* ---- reply.c ------------------------------------------------------------------ */
+/* ---- reply.c ------------------------------------------------------------ */
 
 /* Map a -errno (or errno) from the block layer to an NBD error. */
 uint32_t nbd_errno_to_nbd(int err);
@@ -295,7 +295,7 @@ int nbd_send_done(NbdClient *c, uint64_t handle);
 /* A successful reply without payload to a non-READ command. */
 int nbd_send_ok(NbdClient *c, uint64_t handle);
 
-/* ---- server.c ------------------------------------------------------------------ */
+/* ---- server.c ----------------------------------------------------------- */
 
 /* Log a protocol problem of @c (one line on stderr). */
 void nbd_client_log(NbdClient *c, const char *fmt, ...) G_GNUC_PRINTF(2, 3);

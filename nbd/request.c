@@ -179,7 +179,7 @@ void nbd_request_check(const NbdRequestHeader *req, const NbdTxState *st,
     }
 }
 
-/* ---- The reader loop ----------------------------------------------------- */
+/* ---- The reader loop ---------------------------------------------------- */
 
 static bool over_cap(NbdClient *c, uint64_t cost)
 {

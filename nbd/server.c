@@ -297,7 +297,7 @@ void nbd_server_disconnect_clients(NbdExport *exp)
     g_mutex_unlock(&srv.lock);
 }
 
-/* ---- Listening ------------------------------------------------------------ */
+/* ---- Listening ---------------------------------------------------------- */
 
 static gboolean accept_cb(gint fd, GIOCondition cond, gpointer opaque)
 {
