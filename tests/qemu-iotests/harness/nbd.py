@@ -469,8 +469,6 @@ class NbdClient:
         partial = self._partial.get(handle)
         if partial is None:
             partial = (Reply(handle, cmd), [])
-            if cmd == CMD_READ:
-                partial[0].data = bytearray(rlen)
             self._partial[handle] = partial
         r, covered = partial
         r.chunks.append((flags, rtype, payload))
@@ -481,12 +479,18 @@ class NbdClient:
         del self._partial[handle]
         del self._pending[handle]
         if cmd == CMD_READ:
-            if self.strict and not r.error:
-                got = sum(n for _, n in covered)
-                if got != rlen:
-                    raise NbdProtocolError('read reply covers %d of %d '
-                                           'bytes' % (got, rlen))
-            r.data = bytes(r.data)
+            got = sum(n for _, n, _ in covered)
+            if self.strict and not r.error and got != rlen:
+                raise NbdProtocolError('read reply covers %d of %d '
+                                       'bytes' % (got, rlen))
+            if not r.error:
+                # Assembled only now: an error reply to a huge request
+                # must not make the client allocate its length.
+                data = bytearray(rlen)
+                for off, n, payload in covered:
+                    if payload is not None:
+                        data[off - offset:off - offset + n] = payload
+                r.data = bytes(data)
         return r
 
     def _apply_chunk(self, r, rtype, payload, offset, length, covered):
@@ -502,11 +506,10 @@ class NbdClient:
         if rtype == REPLY_TYPE_OFFSET_DATA and covered is not None:
             (off,) = struct.unpack('>Q', payload[:8])
             data = payload[8:]
-            self._cover(covered, off, len(data), offset, length)
-            r.data[off - offset:off - offset + len(data)] = data
+            self._cover(covered, off, len(data), offset, length, data)
         elif rtype == REPLY_TYPE_OFFSET_HOLE and covered is not None:
             off, n = struct.unpack('>QI', payload)
-            self._cover(covered, off, n, offset, length)
+            self._cover(covered, off, n, offset, length, None)
         elif rtype == REPLY_TYPE_BLOCK_STATUS:
             (cid,) = struct.unpack('>I', payload[:4])
             body = payload[4:]
@@ -520,15 +523,17 @@ class NbdClient:
         elif self.strict:
             raise NbdProtocolError('unexpected chunk type %d' % rtype)
 
-    def _cover(self, covered, off, n, offset, length):
-        if self.strict:
-            if n == 0 or off < offset or off + n > offset + length:
+    def _cover(self, covered, off, n, offset, length, data):
+        if n == 0 or off < offset or off + n > offset + length:
+            if self.strict:
                 raise NbdProtocolError('chunk %d+%d outside request %d+%d'
                                        % (off, n, offset, length))
-            for o, m in covered:
+            return                      # ignored when not strict
+        if self.strict:
+            for o, m, _ in covered:
                 if off < o + m and o < off + n:
                     raise NbdProtocolError('overlapping chunks')
-        covered.append((off, n))
+        covered.append((off, n, data))
 
     def _check(self, r):
         if r.error:
