@@ -409,7 +409,10 @@ static int cluster_reads_zero(BlockDriverState *bs, uint64_t offset,
     return ret;
 }
 
-/* Zero a partial cluster [offset, offset + bytes) (lock held on entry). */
+/*
+ * Zero [offset, offset + bytes), which lies inside one cluster, by writing
+ * zeroes unless it already reads as zeroes (lock held on entry).
+ */
 static int zero_partial(BlockDriverState *bs, uint64_t offset,
                         uint64_t bytes, int flags)
 {
@@ -418,6 +421,7 @@ static int zero_partial(BlockDriverState *bs, uint64_t offset,
     bool zero;
     int ret;
 
+    g_assert(qcow2_offset_in_cluster(s, offset) + bytes <= s->cluster_size);
     ret = cluster_reads_zero(bs, ROUND_DOWN(offset, s->cluster_size), &zero);
     if (ret < 0 || zero) {
         return ret;
@@ -459,7 +463,7 @@ int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return ret;
     }
     g_mutex_lock(&s->lock);
-    if (start >= end) {
+    if (start > end) {
         /* All inside one cluster. */
         ret = zero_partial(bs, offset, bytes, flags);
         goto out;
@@ -470,13 +474,13 @@ int qcow2_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (ret == 0 && (uint64_t)(offset + bytes) > end) {
         ret = zero_partial(bs, end, offset + bytes - end, flags);
     }
-    if (ret == 0) {
+    if (ret == 0 && end > start) {
         wait_inflight(s, start, end);
         ret = metadata_begin(bs);
-    }
-    if (ret == 0) {
-        ret = qcow2_zero_clusters(bs, start, (end - start) / cs,
-                                  flags & BDRV_REQ_MAY_UNMAP);
+        if (ret == 0) {
+            ret = qcow2_zero_clusters(bs, start, (end - start) / cs,
+                                      flags & BDRV_REQ_MAY_UNMAP);
+        }
     }
 out:
     if (ret == 0 && (flags & BDRV_REQ_FUA)) {

@@ -9,7 +9,7 @@
  *       write OFF LEN PAT | read OFF LEN PAT | zero OFF LEN [unmap] |
  *       discard OFF LEN | flush | map | resize SIZE | dump OUT
  *   qcow2-tool crashwriter FILE SEED COUNT LOG [MAXLEN]
- *   qcow2-tool threads FILE NTHREADS NWRITES SEED
+ *   qcow2-tool threads FILE NTHREADS NWRITES SEED   (see writer_thread)
  *
  * Numbers accept k/M/G suffixes.  Errors go to stderr, exit code 1.
  */
@@ -130,7 +130,9 @@ static void fill(uint8_t *buf, uint64_t len, int pat)
 static int io_one(BlockDriverState *bs, char **a, int n)
 {
     g_autofree uint8_t *buf = NULL;
-    uint64_t off = n > 1 ? num(a[1]) : 0, len = n > 2 ? num(a[2]) : 0;
+    bool numeric = strcmp(a[0], "dump") != 0;
+    uint64_t off = numeric && n > 1 ? num(a[1]) : 0;
+    uint64_t len = numeric && n > 2 ? num(a[2]) : 0;
     int ret = 0;
 
     if (!strcmp(a[0], "write") && n >= 4) {
@@ -275,22 +277,35 @@ typedef struct ThreadArg {
     int failed;
 } ThreadArg;
 
-/* Each thread owns every nthreads-th 4 KiB block and writes its id there. */
+/*
+ * Each thread owns every nthreads-th 4 KiB block of the first NWRITES *
+ * nthreads blocks and writes its id + 1 into each of them, in a random
+ * order: afterwards every block of that range must hold its owner's id.
+ */
 static gpointer writer_thread(gpointer p)
 {
     ThreadArg *t = p;
     GRand *r = g_rand_new_with_seed(t->seed + t->id);
-    int64_t blocks = bdrv_getlength(t->bs) / 4096;
+    int64_t n = (int64_t)t->nwrites;
+    int64_t *order = g_new(int64_t, n);
     uint8_t buf[4096];
 
-    for (uint64_t i = 0; i < t->nwrites; i++) {
-        int64_t b = g_rand_int_range(r, 0, (gint32)(blocks / t->nthreads));
-        int64_t blk = b * t->nthreads + t->id;
-        memset(buf, t->id + 1, sizeof(buf));
+    for (int64_t i = 0; i < n; i++) {
+        order[i] = i;
+    }
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = g_rand_int_range(r, 0, (gint32)i + 1), tmp = order[i];
+        order[i] = order[j];
+        order[j] = tmp;
+    }
+    memset(buf, t->id + 1, sizeof(buf));
+    for (int64_t i = 0; i < n; i++) {
+        int64_t blk = order[i] * t->nthreads + t->id;
         if (bdrv_pwrite(t->bs, blk * 4096, 4096, buf, 0) < 0) {
             t->failed = 1;
         }
     }
+    g_free(order);
     g_rand_free(r);
     return NULL;
 }
