@@ -22,6 +22,7 @@ struct BdrvDirtyBitmap {
     bool inconsistent;
     bool busy;
     bool readonly;
+    bool skip_store;         /* migrating: leave the stored copy alone */
     bool changed;            /* contents differ from the stored copy */
     void *driver_data;
     GDestroyNotify driver_data_free;

@@ -386,6 +386,16 @@ void bdrv_dirty_bitmap_set_busy(BdrvDirtyBitmap *bm, bool busy)
     bm->busy = busy;
 }
 
+void bdrv_dirty_bitmap_skip_store(BdrvDirtyBitmap *bm, bool skip)
+{
+    bm->skip_store = skip;
+}
+
+bool bdrv_dirty_bitmap_get_skip_store(const BdrvDirtyBitmap *bm)
+{
+    return bm->skip_store;
+}
+
 void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly)
 {
     bm->readonly = readonly;

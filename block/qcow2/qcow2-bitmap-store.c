@@ -370,6 +370,12 @@ static int build_dir(BlockDriverState *bs, GPtrArray *entries,
             continue;
         }
         g_hash_table_add(seen, (char *)name);
+        if (bdrv_dirty_bitmap_get_skip_store(bm)) {
+            if (old) {
+                g_ptr_array_add(entries, qcow2_bitmap_entry_dup(old));
+            }
+            continue;
+        }
         if (old && (bdrv_dirty_bitmap_inconsistent(bm) ||
                     !bdrv_dirty_bitmap_changed(bm))) {
             g_ptr_array_add(entries, keep_entry(old, bm));
@@ -431,7 +437,8 @@ int qcow2_bitmaps_store_locked(BlockDriverState *bs, GError **errp)
     for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
          bm = bdrv_dirty_bitmap_next(bm)) {
         if (bdrv_dirty_bitmap_persistent(bm) &&
-            !bdrv_dirty_bitmap_inconsistent(bm)) {
+            !bdrv_dirty_bitmap_inconsistent(bm) &&
+            !bdrv_dirty_bitmap_get_skip_store(bm)) {
             bdrv_dirty_bitmap_set_stored(bm);
         }
     }

@@ -97,9 +97,14 @@ static GPtrArray *read_directory(BlockDriverState *bs, const Qcow2RawExt *raw,
     return qcow2_bitmap_dir_parse(buf, ext, &g, errp);
 }
 
-/* One bitmap object per entry; false if the node refused one. */
+/*
+ * One bitmap object per entry (collected in @created); false if the node
+ * refused one.  A name the node already has is skipped: that object was
+ * kept through a reopen of the driver (block/activation.c, migration)
+ * and memory has the truth about it.
+ */
 static bool create_bitmaps(BlockDriverState *bs, Qcow2BitmapState *st,
-                           GError **errp)
+                           GPtrArray *created, GError **errp)
 {
     Qcow2State *s = bs->opaque;
 
@@ -109,6 +114,9 @@ static bool create_bitmaps(BlockDriverState *bs, Qcow2BitmapState *st,
         BdrvDirtyBitmap *bm;
 
         e->foreign = !st->trusted;
+        if (bdrv_find_dirty_bitmap(bs, e->name)) {
+            continue;
+        }
         bm = bdrv_create_stored_dirty_bitmap(
             bs, UINT64_C(1) << e->granularity_bits, e->name,
             e->flags & QCOW2_BME_FLAG_AUTO, inconsistent, errp);
@@ -116,6 +124,7 @@ static bool create_bitmaps(BlockDriverState *bs, Qcow2BitmapState *st,
             g_prefix_error(errp, "Cannot load bitmap '%s': ", e->name);
             return false;
         }
+        g_ptr_array_add(created, bm);
         if (!s->writable) {
             bdrv_dirty_bitmap_set_readonly(bm, true);
         }
@@ -129,6 +138,7 @@ int qcow2_bitmaps_open(BlockDriverState *bs, GError **errp)
     Qcow2BitmapState *st = g_new0(Qcow2BitmapState, 1);
     const Qcow2RawExt *raw;
     GPtrArray *dir;
+    g_autoptr(GPtrArray) created = NULL;
 
     g_mutex_init(&st->lock);
     g_mutex_init(&st->session_lock);
@@ -150,14 +160,11 @@ int qcow2_bitmaps_open(BlockDriverState *bs, GError **errp)
         return 0;
     }
     qcow2_bitmap_set_dir(st, dir);
-    if (!create_bitmaps(bs, st, &st->error)) {
+    created = g_ptr_array_new();
+    if (!create_bitmaps(bs, st, created, &st->error)) {
         /* Undo: a directory we cannot mirror is treated as broken. */
-        for (guint i = 0; i < st->dir->len; i++) {
-            Qcow2BitmapEntry *e = g_ptr_array_index(st->dir, i);
-            BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, e->name);
-            if (bm) {
-                bdrv_release_dirty_bitmap(bm);
-            }
+        for (guint i = 0; i < created->len; i++) {
+            bdrv_release_dirty_bitmap(g_ptr_array_index(created, i));
         }
         return 0;
     }

@@ -164,6 +164,13 @@ void bdrv_enable_dirty_bitmap(BdrvDirtyBitmap *bm);
 void bdrv_disable_dirty_bitmap(BdrvDirtyBitmap *bm);
 void bdrv_dirty_bitmap_set_persistence(BdrvDirtyBitmap *bm, bool persistent);
 void bdrv_dirty_bitmap_set_busy(BdrvDirtyBitmap *bm, bool busy);
+/*
+ * A bitmap that migrates to another process (migration/) is not stored
+ * by this one: a store keeps its stored copy (and its in-use flag) as it
+ * is, and the destination becomes the owner that stores it.
+ */
+void bdrv_dirty_bitmap_skip_store(BdrvDirtyBitmap *bm, bool skip);
+bool bdrv_dirty_bitmap_get_skip_store(const BdrvDirtyBitmap *bm);
 void bdrv_dirty_bitmap_set_readonly(BdrvDirtyBitmap *bm, bool readonly);
 /* Drops the contents and stops recording; there is no way back. */
 void bdrv_dirty_bitmap_set_inconsistent(BdrvDirtyBitmap *bm);
