@@ -5,10 +5,11 @@
  * objects, and move the file locks.
  *
  * Reopening a driver is close + open on the same BlockDriverState with
- * the options it was opened with.  The driver creates a bitmap object for
- * each bitmap the image holds while it opens; the objects the node had
- * before are detached meanwhile (so the names do not clash) and merged
- * back afterwards, and the driver's fresh copies of them are dropped.
+ * the options it was opened with.  The node's bitmap objects stay
+ * attached: a format driver creates objects at open only for the image's
+ * bitmaps the node does not have yet, so everything the open checks
+ * (checkpoint chains against bitmaps) sees the objects that are the
+ * truth, not copies the image may hold in an older state.
  */
 #include "block/activation.h"
 #include "block/block_int.h"
@@ -37,76 +38,25 @@ bool bdrv_is_inactive(BlockDriverState *bs)
 
 /* ---- Bitmap objects across a reopen ---- */
 
-static GPtrArray *detach_bitmaps(BlockDriverState *bs)
-{
-    GPtrArray *old;
-
-    g_mutex_lock(&bs->dirty_bitmap_lock);
-    old = bs->dirty_bitmaps;
-    bs->dirty_bitmaps = g_ptr_array_new();
-    if (bs->recording_bitmaps) {
-        g_ptr_array_set_size(bs->recording_bitmaps, 0);
-    }
-    g_mutex_unlock(&bs->dirty_bitmap_lock);
-    return old;
-}
-
-static BdrvDirtyBitmap *find_in(GPtrArray *list, const char *name)
-{
-    for (guint i = 0; name && i < list->len; i++) {
-        BdrvDirtyBitmap *bm = g_ptr_array_index(list, i);
-        const char *n = bdrv_dirty_bitmap_name(bm);
-        if (n && !strcmp(n, name)) {
-            return bm;
-        }
-    }
-    return NULL;
-}
-
 /*
- * Put the bitmaps of @old back after the ones the driver just created.
- * Of each name, one object stays: the old one, unless !@keep and it is
- * persistent (a stale copy from the image, replaced by the fresh one).
+ * Before a node opened inactive takes over: the persistent bitmaps its
+ * driver loaded while inactive describe the image as it was then; drop
+ * them so that the reopen loads them again.  Bitmaps created meanwhile
+ * (a migration's, or in memory only) stay.
  */
-static void merge_bitmaps(BlockDriverState *bs, GPtrArray *old, bool keep)
+static void drop_stale_bitmaps(BlockDriverState *bs)
 {
-    g_autoptr(GPtrArray) drop = g_ptr_array_new();
-    g_autoptr(GPtrArray) rec = g_ptr_array_new();
-    GPtrArray *fresh = bs->dirty_bitmaps;
+    g_autoptr(GPtrArray) stale = g_ptr_array_new();
 
-    for (guint i = 0; i < old->len; i++) {
-        BdrvDirtyBitmap *bm = g_ptr_array_index(old, i);
-        BdrvDirtyBitmap *dup;
-
-        if (!keep && bdrv_dirty_bitmap_persistent(bm)) {
-            g_ptr_array_add(drop, bm);
-            continue;
-        }
-        dup = find_in(fresh, bdrv_dirty_bitmap_name(bm));
-        if (dup) {
-            g_ptr_array_add(drop, dup);
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        if (bdrv_dirty_bitmap_persistent(bm) &&
+            bdrv_dirty_bitmap_readonly(bm) && !bdrv_dirty_bitmap_busy(bm)) {
+            g_ptr_array_add(stale, bm);
         }
     }
-    g_mutex_lock(&bs->dirty_bitmap_lock);
-    for (guint i = 0; i < old->len; i++) {
-        g_ptr_array_add(bs->dirty_bitmaps, g_ptr_array_index(old, i));
-    }
-    for (guint i = 0; i < bs->dirty_bitmaps->len; i++) {
-        BdrvDirtyBitmap *bm = g_ptr_array_index(bs->dirty_bitmaps, i);
-        if (bdrv_dirty_bitmap_recording(bm)) {
-            g_ptr_array_add(rec, bm);
-        }
-    }
-    if (!bs->recording_bitmaps) {
-        bs->recording_bitmaps = g_ptr_array_new();
-    }
-    g_ptr_array_set_size(bs->recording_bitmaps, 0);
-    for (guint i = 0; i < rec->len; i++) {
-        g_ptr_array_add(bs->recording_bitmaps, g_ptr_array_index(rec, i));
-    }
-    g_mutex_unlock(&bs->dirty_bitmap_lock);
-    for (guint i = 0; i < drop->len; i++) {
-        bdrv_release_dirty_bitmap(g_ptr_array_index(drop, i));
+    for (guint i = 0; i < stale->len; i++) {
+        bdrv_release_dirty_bitmap(g_ptr_array_index(stale, i));
     }
 }
 
@@ -144,29 +94,28 @@ static bool open_driver(BlockDriverState *bs, int flags, GError **errp)
     return true;
 }
 
-static bool reopen_driver(BlockDriverState *bs, int flags, bool keep,
-                          GError **errp)
+/*
+ * Close and open the driver again with @flags.  The node's bitmap objects
+ * stay attached throughout: the close stores what it must, and the open
+ * adds objects only for the bitmaps of the image the node does not have.
+ */
+static bool reopen_driver(BlockDriverState *bs, int flags, GError **errp)
 {
     int old_flags = bs->open_flags;
-    g_autoptr(GPtrArray) old = NULL;
     g_autoptr(GError) again = NULL;
     bool ok;
 
-    /* Close with the bitmaps attached: a final store must see them all. */
     bs->drv->close(bs);
-    old = detach_bitmaps(bs);
     ok = open_driver(bs, flags, errp);
     if (!ok) {
         g_prefix_error(errp, "Could not reopen node '%s': ",
                        bdrv_get_node_name(bs));
-        keep = true;
         if (!open_driver(bs, old_flags, &again)) {
             /* The node now reads as empty and refuses writes. */
             g_warning("node '%s' is unusable: %s", bdrv_get_node_name(bs),
                       again->message);
         }
     }
-    merge_bitmaps(bs, old, keep);
     set_bitmaps_readonly(bs);
     return ok;
 }
@@ -210,6 +159,7 @@ static bool store_all(BlockDriverState *bs, GError **errp)
                        bdrv_get_node_name(bs));
         return false;
     }
+    g_debug("inactivate %s: bitmaps stored", bdrv_get_node_name(bs));
     ret = bs->drv->inactivate ? bs->drv->inactivate(bs) : 0;
     if (ret == 0) {
         ret = bdrv_flush(bs);
@@ -234,8 +184,10 @@ bool bdrv_inactivate(BlockDriverState *bs, GError **errp)
     }
     bdrv_drained_begin(bs);
     if (format_needs_reopen(bs)) {
-        ok = store_all(bs, errp) &&
-             reopen_driver(bs, bs->open_flags | BDRV_O_INACTIVE, true, errp);
+        ok = store_all(bs, errp);
+        g_debug("inactivate %s: stored", bdrv_get_node_name(bs));
+        ok = ok && reopen_driver(bs, bs->open_flags | BDRV_O_INACTIVE, errp);
+        g_debug("inactivate %s: reopened", bdrv_get_node_name(bs));
     } else {
         bs->open_flags |= BDRV_O_INACTIVE;
         set_bitmaps_readonly(bs);
@@ -272,8 +224,10 @@ bool bdrv_activate(BlockDriverState *bs, bool keep_bitmaps, GError **errp)
     }
     bdrv_drained_begin(bs);
     if (format_needs_reopen(bs)) {
-        ok = reopen_driver(bs, bs->open_flags & ~BDRV_O_INACTIVE,
-                           keep_bitmaps, errp);
+        if (!keep_bitmaps) {
+            drop_stale_bitmaps(bs);
+        }
+        ok = reopen_driver(bs, bs->open_flags & ~BDRV_O_INACTIVE, errp);
     } else {
         bs->open_flags &= ~BDRV_O_INACTIVE;
         set_bitmaps_readonly(bs);

@@ -21,10 +21,23 @@ static Incoming *cur;
 
 /* ---- Checks against the nodes (main thread) ---- */
 
+/* The bitmap layer stores a bitmap only if it knows it changed. */
+static void mark_changed(BdrvDirtyBitmap *bm)
+{
+    uint64_t align = bdrv_dirty_bitmap_serialization_align(bm);
+    uint8_t byte = 0;
+
+    bdrv_dirty_bitmap_serialize_part(bm, &byte, 0, align);
+    bdrv_dirty_bitmap_deserialize_part(bm, &byte, 0, align);
+}
+
 static bool check_bitmap(InBitmap *b, BlockDriverState *bs, GError **errp)
 {
     BdrvDirtyBitmap *old = bdrv_find_dirty_bitmap(bs, b->name);
 
+    if (old && old == b->bm) {
+        return true;   /* adopted already */
+    }
     if (old && !bdrv_dirty_bitmap_persistent(old)) {
         /* Persistent ones came from the image: they are replaced. */
         error_setg(errp, "Bitmap with the same name ('%s') already exists "
@@ -55,6 +68,11 @@ static bool check_node(InNode *n, GError **errp)
                    n->name);
         return false;
     }
+    if (n->bs && n->bs != bs) {
+        error_setg(errp, "Node '%s' was replaced during the migration",
+                   n->name);
+        return false;
+    }
     if (!bdrv_is_inactive(bs)) {
         error_setg(errp, "Node '%s' is active on the destination", n->name);
         error_append_hint(errp, "Add the nodes while the daemon waits for "
@@ -72,7 +90,10 @@ static bool check_node(InNode *n, GError **errp)
                    "source", n->name);
         return false;
     }
-    n->bs = bs;
+    if (!n->bs) {
+        n->bs = bs;
+        bdrv_ref(bs);
+    }
     return true;
 }
 
@@ -94,38 +115,51 @@ static bool validate_main(void *opaque, GError **errp)
     return true;
 }
 
-/* ---- Taking over (main thread) ---- */
-
-/* The bitmap layer stores a bitmap only if it knows it changed. */
-static void mark_changed(BdrvDirtyBitmap *bm)
+/*
+ * Attach the complete bitmaps to their (inactive) nodes, busy until the
+ * take-over: the frozen ones at the end of the live phase, the recording
+ * ones when the stream is complete, before the nodes are activated.  So
+ * the activation sees the migrated bitmaps rather than the copies in the
+ * image (which the source did not store, and may be flagged in use), and
+ * taking over in the pause costs nothing per bitmap.  The stale copies
+ * the nodes read from the image while inactive go: an inactive node never
+ * stores anything.
+ */
+static bool adopt_ended(Incoming *in, GError **errp)
 {
-    uint64_t align = bdrv_dirty_bitmap_serialization_align(bm);
-    uint8_t byte = 0;
+    for (guint i = 0; i < in->bitmaps->len; i++) {
+        InBitmap *b = g_ptr_array_index(in->bitmaps, i);
+        BlockDriverState *bs = b->node->bs;
+        BdrvDirtyBitmap *old;
 
-    bdrv_dirty_bitmap_serialize_part(bm, &byte, 0, align);
-    bdrv_dirty_bitmap_deserialize_part(bm, &byte, 0, align);
+        if (!b->ended || b->bm) {
+            continue;
+        }
+        old = bdrv_find_dirty_bitmap(bs, b->name);
+        if (old) {
+            bdrv_release_dirty_bitmap(old);
+        }
+        b->bm = bdrv_create_dirty_bitmap(bs, b->granularity, b->name, errp);
+        if (!b->bm) {
+            return false;
+        }
+        if (!(b->end_flags & MIG_BITMAP_RECORDING)) {
+            bdrv_disable_dirty_bitmap(b->bm);
+        }
+        bdrv_dirty_bitmap_set_busy(b->bm, true);
+        bdrv_restore_dirty_bitmap(b->bm, g_steal_pointer(&b->hb));
+        mark_changed(b->bm);
+        bdrv_dirty_bitmap_set_persistence(b->bm, b->persistent);
+    }
+    return true;
 }
 
-static bool install_bitmap(InBitmap *b, GError **errp)
-{
-    BlockDriverState *bs = b->node->bs;
-    BdrvDirtyBitmap *old = bdrv_find_dirty_bitmap(bs, b->name);
-    BdrvDirtyBitmap *bm;
+/* ---- Taking over (main thread) ---- */
 
-    if (old) {
-        bdrv_release_dirty_bitmap(old);   /* the image's copy */
-    }
-    bm = bdrv_create_dirty_bitmap(bs, b->granularity, b->name, errp);
-    if (!bm) {
-        return false;
-    }
-    bdrv_restore_dirty_bitmap(bm, g_steal_pointer(&b->hb));
-    mark_changed(bm);
-    if (!(b->end_flags & MIG_BITMAP_RECORDING)) {
-        bdrv_disable_dirty_bitmap(bm);
-    }
-    bdrv_dirty_bitmap_set_persistence(bm, b->persistent);
-    return true;
+static void install_bitmap(InBitmap *b)
+{
+    bdrv_dirty_bitmap_set_busy(b->bm, false);
+    b->bm = NULL;
 }
 
 /* The chain as the source had it, unless the image already has it. */
@@ -137,6 +171,8 @@ static bool install_chain(InNode *n, GError **errp)
     if (now && ckpt_chain_equal(now, n->chain)) {
         return true;
     }
+    g_debug("migration: node '%s' gets the source's checkpoint table",
+            n->name);
     if (!ops || !ops->commit || !ops->commit(n->bs, n->chain, errp)) {
         g_prefix_error(errp, "Could not store the checkpoints of node "
                        "'%s': ", n->name);
@@ -147,16 +183,16 @@ static bool install_chain(InNode *n, GError **errp)
 
 static bool take_over(Incoming *in, GError **errp)
 {
+    mig_trace("draining done");
     if (!bdrv_activate_all(false, errp)) {
         g_prefix_error(errp, "Could not activate the images: ");
         /* Give the locks back: the source takes its images again. */
         bdrv_inactivate_all(NULL);
         return false;
     }
+    mig_trace("nodes active");
     for (guint i = 0; i < in->bitmaps->len; i++) {
-        if (!install_bitmap(g_ptr_array_index(in->bitmaps, i), errp)) {
-            return false;
-        }
+        install_bitmap(g_ptr_array_index(in->bitmaps, i));
     }
     for (guint i = 0; i < in->nodes->len; i++) {
         InNode *n = g_ptr_array_index(in->nodes, i);
@@ -173,7 +209,8 @@ bool mig_in_activate_main(void *opaque, GError **errp)
     g_autoptr(GPtrArray) nodes = NULL;
     bool ok;
 
-    if (!validate_main(in, errp)) {
+    mig_trace("COMPLETE received");
+    if (!validate_main(in, errp) || !adopt_ended(in, errp)) {
         return false;
     }
     /* No request may reach a node between activation and the bitmaps. */
@@ -193,7 +230,7 @@ bool mig_in_activate_main(void *opaque, GError **errp)
 
 bool mig_in_validate_main(void *opaque, GError **errp)
 {
-    return validate_main(opaque, errp);
+    return validate_main(opaque, errp) && adopt_ended(opaque, errp);
 }
 
 /* ---- Lifecycle ---- */
@@ -202,6 +239,9 @@ static void in_node_free(gpointer p)
 {
     InNode *n = p;
 
+    if (n->bs) {
+        bdrv_unref(n->bs);
+    }
     if (n->chain) {
         ckpt_chain_free(n->chain);
     }
@@ -214,6 +254,11 @@ static void in_bitmap_free(gpointer p)
 {
     InBitmap *b = p;
 
+    if (b->bm) {
+        /* Adopted but never installed: the migration failed. */
+        bdrv_dirty_bitmap_set_busy(b->bm, false);
+        bdrv_release_dirty_bitmap(b->bm);
+    }
     if (b->hb) {
         hbitmap_free(b->hb);
     }

@@ -7,6 +7,7 @@
 
 #include "migration-int.h"
 #include "block/checkpoint.h"
+#include "block/dirty-bitmap.h"
 #include "util/hbitmap.h"
 
 /* Limits on what a stream may declare. */
@@ -36,6 +37,7 @@ typedef struct InBitmap {
     uint32_t end_flags;        /* of BITMAP_END */
     bool persistent;           /* after the mapping's transform */
     HBitmap *hb;               /* the contents so far */
+    BdrvDirtyBitmap *bm;       /* adopted by its node, not installed yet */
     bool ended;
 } InBitmap;
 

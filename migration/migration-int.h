@@ -44,6 +44,8 @@ void mig_state_connected(void);
 void mig_state_pause_begin(void);
 void mig_state_pause_end(void);
 void mig_state_end(void);
+/* Debug message with the time since the pause (or start) began. */
+void mig_trace(const char *step);
 /* Add a section's bytes to the counters of the current phase. */
 void mig_stats_section(size_t bytes, bool paused);
 void mig_stats_chunk(bool with_data, size_t data_bytes);
@@ -55,6 +57,10 @@ void mig_stats_set_remaining(uint64_t remaining);
  */
 typedef bool MigMainFunc(void *opaque, GError **errp);
 bool mig_run_on_main(MigMainFunc *fn, void *opaque, GError **errp);
+/* The same in two steps, so that the worker can go on meanwhile. */
+typedef struct MigMainCall MigMainCall;
+MigMainCall *mig_main_call_begin(MigMainFunc *fn, void *opaque);
+bool mig_main_call_finish(MigMainCall *call, GError **errp);
 
 /* ---- params.c ---- */
 

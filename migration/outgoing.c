@@ -77,6 +77,9 @@ static void out_node_free(gpointer p)
     if (n->tracker) {
         bdrv_release_dirty_bitmap(n->tracker);
     }
+    if (n->old_tracker) {
+        bdrv_release_dirty_bitmap(n->old_tracker);
+    }
     if (n->chain) {
         ckpt_chain_free(n->chain);
     }
@@ -92,9 +95,11 @@ static void out_bitmap_free(gpointer p)
     if (b->made_busy) {
         bdrv_dirty_bitmap_set_busy(b->bm, false);
     }
+    bdrv_dirty_bitmap_skip_store(b->bm, false);
     if (!b->was_loaded) {
         bdrv_dirty_bitmap_unload(b->bm);
     }
+    bdrv_dirty_bitmap_free_copy(b->final);
     g_free(b->name);
     g_free(b->alias);
     g_free(b);
@@ -259,7 +264,13 @@ static bool setup_main(void *opaque, GError **errp)
 {
     Outgoing *o = opaque;
     g_autoptr(GPtrArray) all = g_ptr_array_new();
+    g_autoptr(GPtrArray) flush = mig_nodes_to_drain();
 
+    for (guint i = 0; i < flush->len; i++) {
+        BlockDriverState *bs = g_ptr_array_index(flush, i);
+        bdrv_ref(bs);
+        g_ptr_array_add(o->flushed, bs);
+    }
     if (o->dirty_bitmaps) {
         for (BlockDriverState *bs = bdrv_next_node(NULL); bs;
              bs = bdrv_next_node(bs)) {
@@ -276,6 +287,51 @@ static bool setup_main(void *opaque, GError **errp)
     }
     mig_set_status(MIGRATION_STATUS_ACTIVE);
     return true;
+}
+
+/* ---- Catching up while I/O goes on (main thread) ---- */
+
+/* New trackers for what comes next; the old ones say what came since. */
+static bool swap_trackers_main(void *opaque, GError **errp)
+{
+    Outgoing *o = opaque;
+
+    for (guint i = 0; i < o->nodes->len; i++) {
+        OutNode *n = g_ptr_array_index(o->nodes, i);
+        BdrvDirtyBitmap *t;
+
+        if (!n->tracker) {
+            continue;
+        }
+        t = bdrv_create_dirty_bitmap(n->bs,
+                                     bdrv_dirty_bitmap_granularity(n->tracker),
+                                     NULL, errp);
+        if (!t) {
+            return false;
+        }
+        n->old_tracker = n->tracker;
+        n->tracker = t;
+    }
+    return true;
+}
+
+static bool drop_old_trackers_main(void *opaque, GError **errp)
+{
+    Outgoing *o = opaque;
+
+    for (guint i = 0; i < o->nodes->len; i++) {
+        OutNode *n = g_ptr_array_index(o->nodes, i);
+        g_clear_pointer(&n->old_tracker, bdrv_release_dirty_bitmap);
+    }
+    return true;
+}
+
+static void release_nodes(GPtrArray *nodes)
+{
+    for (guint i = 0; i < nodes->len; i++) {
+        bdrv_unref(g_ptr_array_index(nodes, i));
+    }
+    g_ptr_array_set_size(nodes, 0);
 }
 
 /* ---- Switch-over (main thread) ---- */
@@ -351,6 +407,12 @@ static bool inactivate_main(void *opaque, GError **errp)
         OutNode *n = g_ptr_array_index(o->nodes, i);
         g_clear_pointer(&n->tracker, bdrv_release_dirty_bitmap);
     }
+    /* The destination owns and stores the bitmaps that migrate. */
+    for (guint i = 0; i < o->bitmaps->len; i++) {
+        OutBitmap *b = g_ptr_array_index(o->bitmaps, i);
+        bdrv_dirty_bitmap_skip_store(b->bm, true);
+    }
+    mig_trace("trackers released");
     if (!bdrv_inactivate_all(errp)) {
         g_prefix_error(errp, "Could not hand over the images: ");
         return false;
@@ -415,6 +477,43 @@ static void take_peer_error(Outgoing *o, GError **errp)
     }
 }
 
+static void flush_all(Outgoing *o)
+{
+    for (guint i = 0; i < o->flushed->len; i++) {
+        /* Errors come back at the flush in the pause. */
+        bdrv_flush(g_ptr_array_index(o->flushed, i));
+    }
+}
+
+/*
+ * While I/O still goes on, write the data cached so far to disk, send
+ * again what changed during the first pass (and the flush), and flush
+ * once more: the pause then only has to deal with what happens during
+ * this short catch-up, whatever the length of the first pass (which
+ * grows with the number of bitmaps).
+ */
+static bool catch_up(Outgoing *o, GError **errp)
+{
+    bool ok = true;
+
+    flush_all(o);
+    mig_trace("flushed");
+    if (!mig_run_on_main(swap_trackers_main, o, errp)) {
+        return false;
+    }
+    for (guint i = 0; i < o->bitmaps->len && ok; i++) {
+        OutBitmap *b = g_ptr_array_index(o->bitmaps, i);
+        if (b->flags & MIG_BITMAP_RECORDING) {
+            ok = out_send_changes(o, b, b->node->old_tracker, errp);
+        }
+    }
+    mig_run_on_main(drop_old_trackers_main, o, NULL);
+    mig_trace("caught up");
+    flush_all(o);
+    mig_trace("flushed again");
+    return ok;
+}
+
 static bool send_live(Outgoing *o, GError **errp)
 {
     uint64_t remaining = 0;
@@ -435,24 +534,58 @@ static bool send_live(Outgoing *o, GError **errp)
         remaining -= out_bitmap_bytes(b);
         mig_stats_set_remaining(remaining);
     }
-    return out_send(o, MIG_SEC_LIVE_DONE, NULL, errp) &&
+    mig_trace("bitmaps sent");
+    return catch_up(o, errp) && out_send(o, MIG_SEC_LIVE_DONE, NULL, errp) &&
            expect_reply(o, MIG_SEC_LIVE_OK, errp);
 }
 
+/*
+ * In the pause: the changes since the catch-up, then the ends of the
+ * recording bitmaps.  Their SHA-256 is computed on frozen copies while
+ * the main thread stores, flushes and inactivates the nodes.
+ */
 static bool send_final(Outgoing *o, GError **errp)
 {
+    MigMainCall *call;
+    GError *err = NULL;
+    bool ok = true;
+
+    mig_trace("I/O stopped");
     if (!out_send(o, MIG_SEC_SWITCHOVER, NULL, errp) ||
         !mig_run_on_main(final_check_main, o, errp)) {
         return false;
     }
+    mig_trace("checked");
     for (guint i = 0; i < o->bitmaps->len; i++) {
         OutBitmap *b = g_ptr_array_index(o->bitmaps, i);
-        if ((b->flags & MIG_BITMAP_RECORDING) &&
-            !out_send_bitmap_final(o, b, errp)) {
+        if (!(b->flags & MIG_BITMAP_RECORDING)) {
+            continue;
+        }
+        if (!out_send_changes(o, b, b->node->tracker, errp)) {
+            return false;
+        }
+        b->final = bdrv_dirty_bitmap_copy(b->bm, errp);
+        if (!b->final) {
             return false;
         }
     }
-    return true;
+    mig_trace("final changes sent");
+    call = mig_main_call_begin(inactivate_main, o);
+    for (guint i = 0; i < o->bitmaps->len && ok; i++) {
+        OutBitmap *b = g_ptr_array_index(o->bitmaps, i);
+        if (b->final) {
+            ok = out_send_end(o, b, b->final, &err);
+        }
+    }
+    mig_trace("bitmap ends sent");
+    if (!mig_main_call_finish(call, ok ? &err : NULL)) {
+        ok = false;
+    }
+    mig_trace("inactive");
+    if (!ok) {
+        g_propagate_error(errp, err);
+    }
+    return ok;
 }
 
 static bool connect_stream(Outgoing *o, GError **errp)
@@ -485,7 +618,6 @@ static bool outgoing_run(Outgoing *o, GError **errp)
     mig_state_connected();
     if (!mig_run_on_main(setup_main, o, errp) || !send_live(o, errp) ||
         !mig_run_on_main(pause_main, o, errp) || !send_final(o, errp) ||
-        !mig_run_on_main(inactivate_main, o, errp) ||
         !out_send(o, MIG_SEC_COMPLETE, NULL, errp)) {
         /* Tell the destination, and see whether it told us first. */
         if (o->stream && !mig_stream_cancelled(o->stream)) {
@@ -495,7 +627,11 @@ static bool outgoing_run(Outgoing *o, GError **errp)
         }
         return false;
     }
-    return expect_reply(o, MIG_SEC_ACTIVATED, errp);
+    if (!expect_reply(o, MIG_SEC_ACTIVATED, errp)) {
+        return false;
+    }
+    mig_trace("destination active");
+    return true;
 }
 
 /* ---- The end (main thread) ---- */
@@ -504,6 +640,7 @@ static void cleanup(Outgoing *o)
 {
     g_ptr_array_set_size(o->bitmaps, 0);
     g_ptr_array_set_size(o->nodes, 0);
+    release_nodes(o->flushed);
     g_mutex_lock(&o->lock);
     mig_state_set_stream(NULL);
     g_clear_pointer(&o->stream, mig_stream_free);
@@ -562,6 +699,7 @@ static void outgoing_free(Outgoing *o)
     g_ptr_array_unref(o->bitmaps);
     g_ptr_array_unref(o->nodes);
     g_ptr_array_unref(o->drained);
+    g_ptr_array_unref(o->flushed);
     if (o->alias_map) {
         g_hash_table_unref(o->alias_map);
     }
@@ -601,6 +739,7 @@ bool migration_start_outgoing(const char *uri, GError **errp)
     o->nodes = g_ptr_array_new_with_free_func(out_node_free);
     o->bitmaps = g_ptr_array_new_with_free_func(out_bitmap_free);
     o->drained = g_ptr_array_new();
+    o->flushed = g_ptr_array_new();
     if (mapping) {
         o->alias_map = mig_alias_map_new(mapping, true, errp);
         if (!o->alias_map) {

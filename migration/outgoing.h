@@ -20,6 +20,7 @@ typedef struct OutNode {
      * only what it marks.
      */
     BdrvDirtyBitmap *tracker;
+    BdrvDirtyBitmap *old_tracker;  /* during a catch-up pass */
 } OutNode;
 
 typedef struct OutBitmap {
@@ -31,6 +32,7 @@ typedef struct OutBitmap {
     uint32_t flags;            /* MIG_BITMAP_*, as sent */
     bool was_loaded;           /* its bits were in memory before */
     bool made_busy;            /* we set it busy */
+    BdrvDirtyBitmap *final;    /* frozen copy of the final contents */
 } OutBitmap;
 
 typedef struct Outgoing {
@@ -48,6 +50,7 @@ typedef struct Outgoing {
     GPtrArray *nodes;          /* OutNode * */
     GPtrArray *bitmaps;        /* OutBitmap * */
     GPtrArray *drained;        /* BlockDriverState *, referenced */
+    GPtrArray *flushed;        /* nodes flushed before the pause (refs) */
     bool paused;               /* I/O stopped: counts as downtime */
     bool inactivated;
     gint64 live_start;         /* for max-bandwidth */
@@ -63,8 +66,12 @@ typedef struct Outgoing {
 bool out_send_nodes(Outgoing *o, GError **errp);
 /* BITMAP, its contents, and END unless it records. */
 bool out_send_bitmap_live(Outgoing *o, OutBitmap *b, GError **errp);
-/* The tracked changes of a recording bitmap, then its END. */
-bool out_send_bitmap_final(Outgoing *o, OutBitmap *b, GError **errp);
+/* Again the parts of @b around every write @tracker recorded. */
+bool out_send_changes(Outgoing *o, OutBitmap *b, BdrvDirtyBitmap *tracker,
+                      GError **errp);
+/* END of @b, whose final contents are @contents (@b's or a copy). */
+bool out_send_end(Outgoing *o, OutBitmap *b, BdrvDirtyBitmap *contents,
+                  GError **errp);
 bool out_send(Outgoing *o, MigSectionType type, MigBuf *b, GError **errp);
 uint64_t out_bitmap_bytes(const OutBitmap *b);
 

@@ -12,8 +12,12 @@
 
 #include <string.h>
 
-/* Serialized bytes of a recording bitmap re-sent per dirty unit. */
-#define FINAL_UNIT 4096
+/*
+ * Serialized bytes of a recording bitmap re-sent around each tracked
+ * write (256 bytes: 2048 granules): small, so that the pause depends on
+ * how much was written meanwhile, not on the size of the bitmap.
+ */
+#define FINAL_UNIT 256
 /* Longest sleep of the bandwidth limit before looking at cancellation. */
 #define THROTTLE_SLICE_US 10000
 
@@ -186,9 +190,10 @@ static bool hex_to_bytes(const char *hex, uint8_t *out, size_t n)
     return true;
 }
 
-static bool send_end(Outgoing *o, OutBitmap *b, GError **errp)
+bool out_send_end(Outgoing *o, OutBitmap *b, BdrvDirtyBitmap *contents,
+                  GError **errp)
 {
-    g_autofree char *hex = bdrv_dirty_bitmap_sha256(b->bm, errp);
+    g_autofree char *hex = bdrv_dirty_bitmap_sha256(contents, errp);
     uint8_t sha[32];
     MigBuf buf;
 
@@ -200,7 +205,7 @@ static bool send_end(Outgoing *o, OutBitmap *b, GError **errp)
     mig_buf_init(&buf);
     mig_put_u32(&buf, b->id);
     mig_put_u32(&buf, b->flags);
-    mig_put_u64(&buf, bdrv_get_dirty_count(b->bm));
+    mig_put_u64(&buf, bdrv_get_dirty_count(contents));
     mig_put_bytes(&buf, sha, sizeof(sha));
     return send_buf(o, MIG_SEC_BITMAP_END, &buf, errp);
 }
@@ -222,21 +227,20 @@ bool out_send_bitmap_live(Outgoing *o, OutBitmap *b, GError **errp)
         return false;
     }
     if (!(b->flags & MIG_BITMAP_RECORDING)) {
-        return send_end(o, b, errp);
+        return out_send_end(o, b, b->bm, errp);
     }
     return true;
 }
 
-bool out_send_bitmap_final(Outgoing *o, OutBitmap *b, GError **errp)
+bool out_send_changes(Outgoing *o, OutBitmap *b, BdrvDirtyBitmap *tracker,
+                      GError **errp)
 {
-    BdrvDirtyBitmap *tracker = b->node->tracker;
     uint64_t size = bdrv_dirty_bitmap_size(b->bm);
     uint64_t unit = (uint64_t)FINAL_UNIT * 8 *
                     bdrv_dirty_bitmap_granularity(b->bm);
     uint64_t rs = 0, re = 0;
     int64_t off = 0, ds, dc;
 
-    g_assert(tracker);
     /* Whole units around each tracked write, merged when they touch. */
     while (bdrv_dirty_bitmap_next_dirty_area(tracker, off, (int64_t)size,
                                              INT64_MAX, &ds, &dc)) {
@@ -254,8 +258,5 @@ bool out_send_bitmap_final(Outgoing *o, OutBitmap *b, GError **errp)
         }
         off = ds + dc;
     }
-    if (re && !send_range(o, b, rs, re, errp)) {
-        return false;
-    }
-    return send_end(o, b, errp);
+    return !re || send_range(o, b, rs, re, errp);
 }

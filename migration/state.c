@@ -166,6 +166,19 @@ void mig_state_end(void)
     stamp(&st.end);
 }
 
+void mig_trace(const char *step)
+{
+    gint64 now = g_get_monotonic_time();
+    gint64 pause;
+
+    g_mutex_lock(&st.lock);
+    pause = st.pause_start;
+    g_mutex_unlock(&st.lock);
+    g_debug("migration: %s at %.3f ms%s", step,
+            (now - (pause ? pause : st.start)) / 1000.0,
+            pause ? " of the pause" : "");
+}
+
 void mig_stats_section(size_t bytes, bool paused)
 {
     g_mutex_lock(&st.lock);
@@ -258,6 +271,8 @@ JsonObject *migration_query(void)
     if (s == MIGRATION_STATUS_COMPLETED && st.pause_start && st.pause_end) {
         json_object_set_int_member(o, "downtime",
                                    (st.pause_end - st.pause_start) / 1000);
+        json_object_set_int_member(o, "x-downtime-us",
+                                   st.pause_end - st.pause_start);
     }
     if (s == MIGRATION_STATUS_ACTIVE || s == MIGRATION_STATUS_DEVICE ||
         s == MIGRATION_STATUS_COMPLETED) {
@@ -272,7 +287,7 @@ JsonObject *migration_query(void)
 
 /* ---- Main-thread calls ---- */
 
-typedef struct MainCall {
+struct MigMainCall {
     MigMainFunc *fn;
     void *opaque;
     GError *err;
@@ -280,11 +295,11 @@ typedef struct MainCall {
     bool done;
     GMutex lock;
     GCond cond;
-} MainCall;
+};
 
 static gboolean main_call_cb(gpointer data)
 {
-    MainCall *c = data;
+    MigMainCall *c = data;
     GError *err = NULL;
     bool ok = c->fn(c->opaque, &err);
 
@@ -297,27 +312,43 @@ static gboolean main_call_cb(gpointer data)
     return G_SOURCE_REMOVE;
 }
 
+MigMainCall *mig_main_call_begin(MigMainFunc *fn, void *opaque)
+{
+    MigMainCall *c = g_new0(MigMainCall, 1);
+
+    c->fn = fn;
+    c->opaque = opaque;
+    g_mutex_init(&c->lock);
+    g_cond_init(&c->cond);
+    g_main_context_invoke(NULL, main_call_cb, c);
+    return c;
+}
+
+bool mig_main_call_finish(MigMainCall *c, GError **errp)
+{
+    bool ok;
+
+    g_mutex_lock(&c->lock);
+    while (!c->done) {
+        g_cond_wait(&c->cond, &c->lock);
+    }
+    g_mutex_unlock(&c->lock);
+    ok = c->ok;
+    if (!ok) {
+        g_propagate_error(errp, c->err);
+    }
+    g_mutex_clear(&c->lock);
+    g_cond_clear(&c->cond);
+    g_free(c);
+    return ok;
+}
+
 bool mig_run_on_main(MigMainFunc *fn, void *opaque, GError **errp)
 {
-    MainCall c = { .fn = fn, .opaque = opaque };
-
     if (g_main_context_is_owner(g_main_context_default())) {
         return fn(opaque, errp);
     }
-    g_mutex_init(&c.lock);
-    g_cond_init(&c.cond);
-    g_main_context_invoke(NULL, main_call_cb, &c);
-    g_mutex_lock(&c.lock);
-    while (!c.done) {
-        g_cond_wait(&c.cond, &c.lock);
-    }
-    g_mutex_unlock(&c.lock);
-    g_mutex_clear(&c.lock);
-    g_cond_clear(&c.cond);
-    if (!c.ok) {
-        g_propagate_error(errp, c.err);
-    }
-    return c.ok;
+    return mig_main_call_finish(mig_main_call_begin(fn, opaque), errp);
 }
 
 void migration_shutdown(void)

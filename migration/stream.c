@@ -263,6 +263,33 @@ static bool write_all(MigStream *s, const void *buf, size_t len,
     return true;
 }
 
+/* Header and payload in one system call where possible. */
+static bool write_section(MigStream *s, const uint8_t *h, const void *payload,
+                          size_t len, GError **errp)
+{
+    GOutputStream *out = g_io_stream_get_output_stream(s->io);
+    GOutputVector v[2] = {
+        { h, MIG_SECTION_HEADER_SIZE }, { payload, len },
+    };
+    gsize done = 0;
+    g_autoptr(GError) err = NULL;
+
+    if (!g_output_stream_writev_all(out, v, len ? 2 : 1, &done, s->cancel,
+                                    &err)) {
+        if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
+            error_setg(errp, "Migration stream closed");
+        } else {
+            error_setg(errp, "Failed to write the migration stream: %s",
+                       err->message);
+        }
+        __atomic_add_fetch(&s->bytes_sent, done, __ATOMIC_RELAXED);
+        return false;
+    }
+    __atomic_add_fetch(&s->bytes_sent, MIG_SECTION_HEADER_SIZE + len,
+                       __ATOMIC_RELAXED);
+    return true;
+}
+
 /* Read exactly @len bytes; a clean EOF before them is "ended". */
 static bool read_all(MigStream *s, void *buf, size_t len, const char *what,
                      GError **errp)
@@ -354,8 +381,7 @@ bool mig_stream_send(MigStream *s, MigSectionType type, const void *payload,
     stl_be(h + 4, s->send_seq++);
     stl_be(h + 8, (uint32_t)len);
     stl_be(h + 12, mig_section_crc(h, payload, len));
-    ok = write_all(s, h, sizeof(h), errp) &&
-         (len == 0 || write_all(s, payload, len, errp));
+    ok = write_section(s, h, payload, len, errp);
     g_mutex_unlock(&s->send_lock);
     return ok;
 }

@@ -11,8 +11,10 @@
  * permission, so that the owner keeps its locks.
  *
  * Inactivating a node (the migration source at the switch-over) stores
- * its persistent bitmaps and everything else the driver caches, flushes,
- * reopens the driver read-only and releases the write locks.  Activating
+ * its persistent bitmaps (except those marked with
+ * bdrv_dirty_bitmap_skip_store(): they migrate, and the destination
+ * stores them) and everything else the driver caches, flushes, reopens
+ * the driver read-only and releases the write locks.  Activating
  * a node (the destination at the end of the migration, or the source
  * again when the migration failed) takes the write locks - which fails
  * while another process still holds them - and reopens the driver
