@@ -520,6 +520,8 @@ static int rebuild_refcounts(Qcow2CheckRefs *r)
     s->free_cluster_index = 0;
     s->fresh_offset = MAX(s->fresh_offset, total << s->cluster_bits);
     qcow2_meta_build(s);
+    r->file_len = MAX(r->file_len, total << s->cluster_bits);
+    r->file_clusters = qcow2_size_to_clusters(s, r->file_len);
     return 0;
 }
 
