@@ -226,7 +226,12 @@ static int cmd_io(int argc, char **argv)
     return ret < 0 ? 1 : 0;
 }
 
-/* Random allocating writes; log what was acknowledged and flushed. */
+/*
+ * Random writes (some of them zero writes) with flushes now and then, for
+ * crash tests.  The log gets "P off len pat" before a request, "W" once it
+ * returned, "F" once a flush returned: every P followed by W before the
+ * last F must read back after a crash; later ones may or may not.
+ */
 static int cmd_crashwriter(int argc, char **argv)
 {
     uint32_t seed = (uint32_t)num(argv[3]);
@@ -247,18 +252,28 @@ static int cmd_crashwriter(int argc, char **argv)
                                                   + 1) * 512;
         uint64_t off = (uint64_t)g_rand_int_range(r, 0, (gint32)(
                            (size - (int64_t)len) / 512)) * 512;
-        int pat = g_rand_int_range(r, 1, 256);
-        memset(buf, pat, len);
-        if (bdrv_pwrite(bs, off, len, buf, 0) < 0) {
+        int pat = g_rand_int_range(r, 0, 10) ? g_rand_int_range(r, 1, 256)
+                                             : 0;
+        int ret;
+
+        fprintf(log, "P %" PRIu64 " %" PRIu64 " %d\n", off, len, pat);
+        if (pat) {
+            memset(buf, pat, len);
+            ret = bdrv_pwrite(bs, off, len, buf, 0);
+        } else {
+            ret = bdrv_pwrite_zeroes(bs, off, len, g_rand_boolean(r)
+                                     ? BDRV_REQ_MAY_UNMAP : 0);
+        }
+        if (ret < 0) {
+            fprintf(stderr, "write failed: %s\n", strerror(-ret));
             return 1;
         }
-        fprintf(log, "W %" PRIu64 " %" PRIu64 " %d\n", off, len, pat);
+        fprintf(log, "W\n");
         if (g_rand_int_range(r, 0, 8) == 0) {
             if (bdrv_flush(bs) < 0) {
                 return 1;
             }
             fprintf(log, "F\n");
-            fsync(fileno(log));
         }
     }
     bdrv_flush(bs);
