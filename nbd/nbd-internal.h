@@ -113,7 +113,7 @@ int nbd_meta_extents(NbdExport *exp, const NbdMetaContext *ctx,
 #define NBD_CLIENT_MAX_INFLIGHT 32
 #define NBD_CLIENT_MAX_INFLIGHT_BYTES (64u * 1024 * 1024)
 #define NBD_CLIENT_WORKERS 16
-/* Requests up to this size may run on the reader thread. */
+/* READ/WRITE up to this size may run on the reader thread. */
 #define NBD_INLINE_MAX (2 * 1024 * 1024)
 /*
  * An inline request is slow when it takes longer than this plus 1 us per

@@ -237,8 +237,8 @@ static void fill_state(NbdClient *c, NbdTxState *st)
 }
 
 /*
- * Small reads and writes run on the reader while they are fast: no thread
- * hand-off, and their replies are batched.  When inline requests turn
+ * Small reads and writes, and block status, run on the reader while they
+ * are fast: no thread hand-off, and their replies are batched.  When inline requests turn
  * slow (the data was not in the page cache, metadata updates hit the
  * disk), the next NBD_POOL_MODE_REQUESTS requests go to the pool, where
  * they overlap.  A slow request now and then is just the thread being
@@ -275,9 +275,22 @@ static bool run_inline(NbdClient *c, const NbdRequestHeader *hdr)
         }
         return false;
     }
+    if (hdr->type == NBD_CMD_BLOCK_STATUS) {
+        /* Metadata lookups: clients wait for each answer (maps). */
+        return true;
+    }
     return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
            hdr->len <= NBD_INLINE_MAX && !(hdr->flags & NBD_CMD_FLAG_FUA) &&
            !c->exp->writethrough;
+}
+
+/* Slower than page-cache speed: a data copy runs at several GB/s. */
+static bool was_slow(const NbdRequestHeader *hdr, gint64 us)
+{
+    gint64 allowance = hdr->type == NBD_CMD_BLOCK_STATUS ? 0
+                                                         : hdr->len >> 10;
+
+    return us > NBD_INLINE_SLOW_US + allowance;
 }
 
 static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
@@ -300,8 +313,7 @@ static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
     nbd_request_run(c, &r);
     t0 = g_get_monotonic_time() - t0;
     c->slow_history = (uint16_t)((c->slow_history << 1) |
-                                 (t0 > NBD_INLINE_SLOW_US +
-                                  (hdr->len >> 10)));
+                                 was_slow(hdr, t0));
     if (__builtin_popcount(c->slow_history) >= NBD_INLINE_SLOW_OF_16) {
         c->pool_mode = NBD_POOL_MODE_REQUESTS;
         if (g_getenv("BP_NBD_DEBUG")) {
