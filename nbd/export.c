@@ -169,7 +169,7 @@ static bool check_config(const NbdExportConfig *cfg, GError **errp)
         return false;
     }
     if (cfg->writable && bdrv_is_read_only(cfg->bs)) {
-        error_setg(errp, "Block node is read-only");
+        error_setg(errp, "Cannot export read-only node as writable");
         return false;
     }
     return true;

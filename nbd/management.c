@@ -221,6 +221,11 @@ bool nbd_export_add_from_options(JsonObject *args, GError **errp)
         !opts_take_bool(args, "fixed-iothread", false, &fixed, errp)) {
         return false;
     }
+    if (iothread) {
+        /* There are no iothread objects to name. */
+        error_setg(errp, "iothread \"%s\" not found", iothread);
+        return false;
+    }
     if (!nbd_server_is_running()) {
         error_setg(errp, "NBD server not running");
         return false;

@@ -159,12 +159,28 @@ class TestServer(QmpBase):
              "Bitmap 'nope' is not found"),
             ({'id': 'e1', 'name': 'x' * 4097},
              "export name '%s' too long" % ('x' * 4097)),
+            ({'id': 'e1', 'name': 'y', 'description': 'd' * 4097},
+             "description '%s' too long" % ('d' * 4097)),
+            ({'id': 'e1', 'name': 'z', 'iothread': 'io0'},
+             'iothread "io0" not found'),
         ]
         for args, msg in cases:
             full = {'type': 'nbd', 'node-name': 'disk'}
             full.update(args)
             self.assertEqual(self.error('block-export-add', full), msg)
         self.assertEqual(self.exports(), [('e0', 'disk', False)])
+
+    def test_writable_export_of_read_only_node(self):
+        self.start(blockdevs=[
+            'driver=file,node-name=file0,read-only=on,filename=' + self.raw,
+            'driver=raw,node-name=disk,read-only=on,file=file0'])
+        self.server_start()
+        self.assertEqual(self.error('block-export-add', {
+            'type': 'nbd', 'id': 'e0', 'node-name': 'disk',
+            'writable': True}), 'Cannot export read-only node as writable')
+        self.export(name='disk')
+        c = self.client('disk')
+        self.assertTrue(c.tx_flags & N.FLAG_READ_ONLY)
 
     def test_default_name_is_node_name(self):
         self.start()
