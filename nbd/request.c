@@ -238,11 +238,11 @@ static void fill_state(NbdClient *c, NbdTxState *st)
 
 /*
  * Small reads and writes, and block status, run on the reader while they
- * are fast: no thread hand-off, and their replies are batched.  When inline requests turn
- * slow (the data was not in the page cache, metadata updates hit the
- * disk), the next NBD_POOL_MODE_REQUESTS requests go to the pool, where
- * they overlap.  A slow request now and then is just the thread being
- * preempted (or a lock holder being preempted) on a busy machine, so it
+ * are fast: no thread hand-off, and their replies are batched.  When
+ * inline requests turn slow (the data was not in the page cache, metadata
+ * updates hit the disk), the next NBD_POOL_MODE_REQUESTS requests go to
+ * the pool, where they overlap.  A slow request now and then is just the
+ * thread (or a lock holder) being preempted on a busy machine, so it
  * takes NBD_INLINE_SLOW_OF_16 slow ones among the last sixteen.
  */
 typedef enum { INLINE_AUTO, INLINE_ALWAYS, INLINE_NEVER } InlinePolicy;
@@ -302,7 +302,12 @@ static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
         r.data = nbd_chan_peek(c, hdr->len);
         if (!r.data) {
             r.owned = g_try_malloc(hdr->len);
-            if (!r.owned || nbd_chan_read(c, r.owned, hdr->len) < 0) {
+            if (!r.owned) {
+                return nbd_chan_skip(c, hdr->len) == 0 &&
+                       nbd_send_error(c, hdr->handle, NBD_ENOMEM,
+                                      "out of memory") == 0;
+            }
+            if (nbd_chan_read(c, r.owned, hdr->len) < 0) {
                 g_free(r.owned);
                 return false;
             }
