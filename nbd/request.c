@@ -10,6 +10,7 @@
 #include "util/bswap.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 void nbd_request_decode(const uint8_t *buf, NbdRequestHeader *req)
@@ -284,13 +285,46 @@ static bool run_inline(NbdClient *c, const NbdRequestHeader *hdr)
            !c->exp->writethrough;
 }
 
+/*
+ * Whether more threads want to run than there are CPUs, per the kernel's
+ * count of runnable tasks in /proc/loadavg (read at most every 100 ms).
+ * Then a slow request says nothing about I/O: the thread (or a lock
+ * holder) was waiting for a CPU, and the pool would not help.
+ */
+static bool cpus_saturated(void)
+{
+    static gint64 checked_at;
+    static gint saturated;
+    gint64 now = g_get_monotonic_time();
+    g_autofree char *text = NULL;
+    unsigned runnable = 0, total = 0;
+    const char *p;
+
+    if (now - __atomic_load_n(&checked_at, __ATOMIC_RELAXED) < 100000) {
+        return g_atomic_int_get(&saturated);
+    }
+    __atomic_store_n(&checked_at, now, __ATOMIC_RELAXED);
+    if (g_file_get_contents("/proc/loadavg", &text, NULL, NULL) &&
+        (p = strchr(text, '/')) != NULL) {
+        /* "0.5 0.4 0.3 RUNNABLE/TOTAL LASTPID" */
+        while (p > text && p[-1] != ' ') {
+            p--;
+        }
+        if (sscanf(p, "%u/%u", &runnable, &total) == 2) {
+            g_atomic_int_set(&saturated,
+                             runnable > g_get_num_processors());
+        }
+    }
+    return g_atomic_int_get(&saturated);
+}
+
 /* Slower than page-cache speed: a data copy runs at several GB/s. */
 static bool was_slow(const NbdRequestHeader *hdr, gint64 us)
 {
     gint64 allowance = hdr->type == NBD_CMD_BLOCK_STATUS ? 0
                                                          : hdr->len >> 10;
 
-    return us > NBD_INLINE_SLOW_US + allowance;
+    return us > NBD_INLINE_SLOW_US + allowance && !cpus_saturated();
 }
 
 static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
