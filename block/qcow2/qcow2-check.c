@@ -432,7 +432,7 @@ static int rebuild_refcounts(Qcow2CheckRefs *r)
 {
     BlockDriverState *bs = r->bs;
     Qcow2State *s = bs->opaque;
-    uint64_t cs = s->cluster_size, start = MAX(r->nb, r->file_clusters);
+    uint64_t cs = s->cluster_size, start = 0;
     uint64_t nblocks = 1, tclusters = 1, entries, total;
     g_autofree uint64_t *table = NULL;
     g_autofree uint8_t *blk = g_try_malloc(cs);
@@ -440,6 +440,14 @@ static int rebuild_refcounts(Qcow2CheckRefs *r)
     int ret;
 
     fprintf(stderr, "Rebuilding refcount structure\n");
+    /* After the last used cluster and what the image claims in the file. */
+    for (uint64_t c = r->nb; c > 0; c--) {
+        if (r->refs[c - 1]) {
+            start = c;
+            break;
+        }
+    }
+    start = MAX(start, qcow2_size_to_clusters(s, s->alloc_end));
     /* The old table and blocks will no longer be referenced. */
     for (uint64_t c = s->reftable_offset >> s->cluster_bits;
          c < qcow2_size_to_clusters(s, s->reftable_offset +

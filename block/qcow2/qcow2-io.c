@@ -379,6 +379,18 @@ int qcow2_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return (int)ret;
     }
     g_mutex_lock(&s->lock);
+    if (s->writable && !(flags & BDRV_REQ_FUA)) {
+        /* Fast path: an overwrite inside one host extent. */
+        uint64_t n, host, l2e;
+        Qcow2ClusterType type;
+        if (qcow2_get_mapping(bs, offset, bytes, &n, &host, &l2e,
+                              &type) == 0 &&
+            type == QCOW2_CLUSTER_NORMAL && (l2e & QCOW2_OFLAG_COPIED) &&
+            n == (uint64_t)bytes) {
+            g_mutex_unlock(&s->lock);
+            return bdrv_pwrite(bs->file, host, n, buf, 0);
+        }
+    }
     while (bytes > 0) {
         ret = write_step(bs, offset, bytes, p);
         if (ret < 0) {

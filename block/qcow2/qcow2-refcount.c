@@ -114,20 +114,41 @@ static bool note_alloc(Qcow2State *s, uint64_t start, uint64_t end)
     return fresh;
 }
 
+/* Growth step of the host file: 16 MiB (a multiple of every cluster size). */
+#define QCOW2_GROW_CHUNK (UINT64_C(16) * 1024 * 1024)
+
 int qcow2_grow_file(BlockDriverState *bs, uint64_t end)
 {
     Qcow2State *s = bs->opaque;
     int ret;
 
+    s->alloc_end = MAX(s->alloc_end, end);
     if (end <= s->file_len) {
         return 0;
     }
+    end = ROUND_UP(end, QCOW2_GROW_CHUNK);
     ret = bdrv_truncate(bs->file, end, false, PREALLOC_MODE_OFF, NULL);
     if (ret < 0) {
         return ret;
     }
     __atomic_store_n(&s->file_len, end, __ATOMIC_RELEASE);
     return 0;
+}
+
+int qcow2_trim_file(BlockDriverState *bs)
+{
+    Qcow2State *s = bs->opaque;
+    int ret;
+
+    if (s->file_len <= s->alloc_end) {
+        return 0;
+    }
+    ret = bdrv_truncate(bs->file, s->alloc_end, true, PREALLOC_MODE_OFF,
+                        NULL);
+    if (ret == 0) {
+        __atomic_store_n(&s->file_len, s->alloc_end, __ATOMIC_RELEASE);
+    }
+    return ret;
 }
 
 /* The refcount block offset for reftable index @i (0 if none), checked. */
@@ -296,7 +317,7 @@ static int grow_reftable(BlockDriverState *bs, uint64_t need)
     int ret;
 
     start = MAX(old << s->refblock_bits,
-                qcow2_size_to_clusters(s, s->file_len));
+                qcow2_size_to_clusters(s, s->alloc_end));
     start = ROUND_UP(start, s->refblock_entries);
     first_rt = start >> s->refblock_bits;
     for (;;) {
@@ -569,7 +590,7 @@ static int64_t alloc_big(BlockDriverState *bs, uint64_t n)
         return -ENOMEM;
     }
     for (int tries = 0;; tries++) {
-        start = ROUND_UP(qcow2_size_to_clusters(s, s->file_len),
+        start = ROUND_UP(qcow2_size_to_clusters(s, s->alloc_end),
                          s->refblock_entries);
         while (nblocks * s->refblock_entries < nblocks + n) {
             nblocks++;

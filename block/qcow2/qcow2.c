@@ -240,6 +240,7 @@ static int qcow2_open(BlockDriverState *bs, JsonObject *opts, int flags,
         goto fail;
     }
     s->file_len = (uint64_t)len;
+    s->alloc_end = (uint64_t)len;
     ret = read_header(bs, errp);
     if (ret < 0) {
         goto fail;
@@ -311,6 +312,9 @@ static int qcow2_quiesce(BlockDriverState *bs)
     }
     if (ret == 0) {
         ret = qcow2_write_caches(bs);
+    }
+    if (ret == 0) {
+        ret = qcow2_trim_file(bs);
     }
     if (ret == 0) {
         ret = bdrv_flush(bs->file);

@@ -121,6 +121,7 @@ typedef struct Qcow2State {
 
     uint64_t free_cluster_index; /* no free cluster below this one */
     uint64_t file_len;          /* host file length (we grow it) */
+    uint64_t alloc_end;         /* end of what the image uses in the file */
     uint64_t fresh_offset;      /* host clusters from here never written */
 
     Qcow2Cache *l2_cache;
@@ -252,8 +253,13 @@ int qcow2_free_clusters(BlockDriverState *bs, uint64_t offset,
                         uint64_t size);
 /* Release whatever host clusters an L2 entry references. */
 int qcow2_free_any_cluster(BlockDriverState *bs, uint64_t l2_entry);
-/* Grow the host file so that it covers @end (under the lock). */
+/*
+ * Grow the host file so that it covers @end (under the lock).  The file
+ * grows in chunks (one ftruncate per many allocations); qcow2_trim_file()
+ * cuts the unused tail again when the image is closed.
+ */
 int qcow2_grow_file(BlockDriverState *bs, uint64_t end);
+int qcow2_trim_file(BlockDriverState *bs);
 
 /* qcow2-cluster.c (lock held). */
 int qcow2_l1_load(BlockDriverState *bs, GError **errp);
