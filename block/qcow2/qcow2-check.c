@@ -125,9 +125,10 @@ static bool check_l2_entry(Qcow2CheckRefs *r, uint64_t *slot, bool active)
         qcow2_check_inc_refs(r, coff & ~UINT64_C(511),
                              clen + (coff & 511));
         if (active) {
+            /* Compressed clusters count as fragmented, as in QEMU. */
             r->res->allocated_clusters++;
             r->res->compressed_clusters++;
-            r->next_contig = 0;
+            r->res->fragmented_clusters++;
         }
         return false;
     case QCOW2_CLUSTER_NORMAL:
@@ -182,6 +183,7 @@ static int check_l2(Qcow2CheckRefs *r, uint64_t l2_off, bool active)
         r->res->check_errors++;
         return ret;
     }
+    r->next_contig = 0;     /* fragmentation is counted per L2 table */
     for (uint64_t i = 0; i < s->l2_entries; i++) {
         changed |= check_l2_entry(r, &t[i], active);
     }

@@ -81,6 +81,48 @@ class TestBlockStatus(Qcow2Case):
 
 
 @requires_real('qemu-img', 'qemu-io')
+class TestCheckStatistics(Qcow2Case):
+    """Our check's numbers equal those of the real `qemu-img check`."""
+
+    def real_stats(self, img):
+        import re
+        rc, text = self.real_check(img)
+        m = re.search(r'(\d+)/(\d+) = [\d.]+% allocated, ([\d.]+)% '
+                      r'fragmented, ([\d.]+)% compressed', text)
+        end = re.search(r'Image end offset: (\d+)', text)
+        return (int(m.group(1)), int(m.group(2)), float(m.group(3)),
+                float(m.group(4)), int(end.group(1)))
+
+    def test_statistics(self):
+        src = self.img('s.raw')
+        with open(src, 'wb') as f:
+            f.write((b'hello world ' * 200000)[:2 * MiB])
+            f.truncate(8 * MiB)
+        c = self.checked(self.img('c.qcow2'))
+        self.run_ok([self.qimg(), 'convert', '-c', '-O', 'qcow2', '-o',
+                     'cluster_size=4096', src, c])
+        self.real_io(c, 'write -P 1 1M 4k', 'write -P 2 3M 8k',
+                     'write -P 3 2M 4k', 'write -P 4 7M 64k',
+                     'write -P 5 100k 300k')
+        f = self.create('f.qcow2', 64 * MiB, 'cluster_size=4096')
+        self.io(f, [['write', 5 * MiB, 4096, 1], ['write', 0, 4096, 2],
+                    ['write', 3 * MiB, MiB, 3], ['write', 2 * MiB, 8192, 4],
+                    ['write', 40 * MiB, 4096, 5]])
+        for img in (c, f):
+            with self.subTest(img=os.path.basename(img)):
+                alloc, total, frag, comp, end = self.real_stats(img)
+                rc, res, err = self.our_check(img)
+                self.assertEqual(rc, 0, err)
+                self.assertEqual((res['allocated'], res['total'],
+                                  res['image_end_offset']),
+                                 (alloc, total, end))
+                self.assertAlmostEqual(100.0 * res['fragmented'] / alloc,
+                                       frag, delta=0.006)
+                self.assertAlmostEqual(100.0 * res['compressed'] / alloc,
+                                       comp, delta=0.006)
+
+
+@requires_real('qemu-img', 'qemu-io')
 class TestCacheOptions(Qcow2Case):
 
     def test_tiny_caches_stay_correct(self):
