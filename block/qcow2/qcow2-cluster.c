@@ -198,11 +198,21 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                 break;
             }
             if (*type == QCOW2_CLUSTER_NORMAL &&
-                (e != first + n * s->cluster_size ||
-                 check_host_range(bs, e & QCOW2_L2E_OFFSET_MASK,
-                                  s->cluster_size, off, l2_index + n) < 0)) {
+                e != first + n * s->cluster_size) {
                 break;
             }
+        }
+        /*
+         * The first cluster was checked above; if the rest of the run is
+         * not clean, stop after the first one and let the next request
+         * find (and report) the bad cluster.
+         */
+        if (*type == QCOW2_CLUSTER_NORMAL && n > 1 &&
+            (base + (n - 1) * s->cluster_size >= s->file_len ||
+             qcow2_meta_overlap(s, QCOW2_META_NONE, base + s->cluster_size,
+                                (n - 1) * s->cluster_size) !=
+                 QCOW2_META_NONE)) {
+            n = 1;
         }
     }
     *pnum = MIN(n * s->cluster_size - in_cluster, want);
