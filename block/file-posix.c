@@ -39,7 +39,24 @@ typedef struct {
     LockingMode locking;
     uint64_t perm;       /* what we currently lock */
     uint64_t shared;
+    /*
+     * Length last seen (fstat) or made (writes, truncate); requests inside
+     * it need no fstat.  Atomic: requests run on several threads.
+     */
+    int64_t known_len;
 } FileState;
+
+static int64_t file_getlength(BlockDriverState *bs);
+
+static void file_note_length(FileState *s, int64_t len)
+{
+    int64_t cur = __atomic_load_n(&s->known_len, __ATOMIC_RELAXED);
+
+    while (len > cur &&
+           !__atomic_compare_exchange_n(&s->known_len, &cur, len, false,
+                                        __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+}
 
 static const char *const perm_names[PERM_BITS] = {
     "consistent read", "write", "write unchanged", "resize",
@@ -219,6 +236,7 @@ static int file_open(BlockDriverState *bs, JsonObject *opts, int flags,
     bs->exact_filename = g_strdup(filename);
     bs->request_alignment = s->direct ? file_probe_alignment(s) : 1;
     bs->max_transfer = 0;
+    file_getlength(bs); /* primes known_len */
     return 0;
 }
 
@@ -306,6 +324,7 @@ static int file_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
         done += n;
     }
     free(bounce);
+    file_note_length(s, offset + bytes);
     if ((flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
         return -errno;
     }
@@ -340,6 +359,9 @@ static int file_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         /* Beyond EOF: growing the file yields zeroes. */
         ret = ftruncate(s->fd, offset + bytes) < 0 ? -errno : 0;
     }
+    if (ret == 0) {
+        file_note_length(s, offset + bytes);
+    }
     if (ret == 0 && (flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
         return -errno;
     }
@@ -372,15 +394,25 @@ static int64_t file_getlength(BlockDriverState *bs)
 {
     FileState *s = bs->opaque;
     struct stat st;
+    int64_t len;
 
     if (s->is_blockdev) {
         off_t end = lseek(s->fd, 0, SEEK_END);
-        return end < 0 ? -errno : end;
+        len = end < 0 ? -errno : end;
+    } else {
+        len = fstat(s->fd, &st) < 0 ? -errno : st.st_size;
     }
-    if (fstat(s->fd, &st) < 0) {
-        return -errno;
+    if (len >= 0) {
+        /* Shrinking (by truncate) resets the cache there. */
+        __atomic_store_n(&s->known_len, len, __ATOMIC_RELAXED);
     }
-    return st.st_size;
+    return len;
+}
+
+static int64_t file_cached_length(BlockDriverState *bs)
+{
+    FileState *s = bs->opaque;
+    return __atomic_load_n(&s->known_len, __ATOMIC_RELAXED);
 }
 
 static int64_t file_get_allocated_size(BlockDriverState *bs)
@@ -447,6 +479,7 @@ static int file_truncate(BlockDriverState *bs, int64_t offset, bool exact,
         error_setg_errno(errp, err, "Failed to resize file");
         return -err;
     }
+    __atomic_store_n(&s->known_len, offset, __ATOMIC_RELAXED);
     if (offset > cur && prealloc == PREALLOC_MODE_FALLOC &&
         posix_fallocate(s->fd, cur, offset - cur) != 0) {
         error_setg(errp, "Could not preallocate new data");
@@ -539,6 +572,7 @@ const BlockDriver bdrv_file = {
     .flush = file_flush,
     .block_status = file_block_status,
     .getlength = file_getlength,
+    .cached_length = file_cached_length,
     .get_allocated_file_size = file_get_allocated_size,
     .truncate = file_truncate,
     .create = file_create,

@@ -58,6 +58,13 @@ struct BlockDriver {
                         BlockDriverState **file);
 
     int64_t (*getlength)(BlockDriverState *bs);
+    /*
+     * Optional: a length the request path may check against without a
+     * system call.  It may lag behind growth by other processes but never
+     * exceeds the real length; a request beyond it falls back to
+     * getlength, which refreshes it.
+     */
+    int64_t (*cached_length)(BlockDriverState *bs);
     int64_t (*get_allocated_file_size)(BlockDriverState *bs);
     int (*truncate)(BlockDriverState *bs, int64_t offset, bool exact,
                     PreallocMode prealloc, GError **errp);
