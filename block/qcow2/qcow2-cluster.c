@@ -398,13 +398,15 @@ static int update_entries(BlockDriverState *bs, uint64_t offset,
         qcow2_cache_mark_dirty(s->l2_cache, table);
     }
     qcow2_cache_put(s->l2_cache, (void **)&table);
+    /*
+     * The entries changed: a refcount drop that fails now only leaks the
+     * old cluster, so it must not turn into a failure of the request (the
+     * caller would undo an allocation that is already linked).
+     */
     for (uint64_t i = 0; i < nfreed; i++) {
-        int r = qcow2_free_any_cluster(bs, freed[i]);
-        if (r < 0 && ret == 0) {
-            ret = r;
-        }
+        qcow2_free_any_cluster(bs, freed[i]);
     }
-    return ret;
+    return 0;
 }
 
 static bool is_allocated(Qcow2State *s, uint64_t e)
