@@ -160,10 +160,8 @@ static bool store_all(BlockDriverState *bs, GError **errp)
         return false;
     }
     g_debug("inactivate %s: bitmaps stored", bdrv_get_node_name(bs));
-    ret = bs->drv->inactivate ? bs->drv->inactivate(bs) : 0;
-    if (ret == 0) {
-        ret = bdrv_flush(bs);
-    }
+    /* A driver's inactivate hook flushes; one flush is enough. */
+    ret = bs->drv->inactivate ? bs->drv->inactivate(bs) : bdrv_flush(bs);
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not flush node '%s'",
                          bdrv_get_node_name(bs));

@@ -32,6 +32,9 @@
 
 /* How long the source waits for an ERROR after the stream broke. */
 #define PEER_ERROR_TIMEOUT_S 2
+/* Catch-up passes before the pause: at most, and when one is short. */
+#define CATCH_UP_MAX_PASSES 6
+#define CATCH_UP_CONVERGED_US 4000
 
 static Outgoing *cur;
 
@@ -485,19 +488,11 @@ static void flush_all(Outgoing *o)
     }
 }
 
-/*
- * While I/O still goes on, write the data cached so far to disk, send
- * again what changed during the first pass (and the flush), and flush
- * once more: the pause then only has to deal with what happens during
- * this short catch-up, whatever the length of the first pass (which
- * grows with the number of bitmaps).
- */
-static bool catch_up(Outgoing *o, GError **errp)
+/* One pass: send again what changed since the last tracker swap. */
+static bool catch_up_pass(Outgoing *o, GError **errp)
 {
     bool ok = true;
 
-    flush_all(o);
-    mig_trace("flushed");
     if (!mig_run_on_main(swap_trackers_main, o, errp)) {
         return false;
     }
@@ -508,10 +503,31 @@ static bool catch_up(Outgoing *o, GError **errp)
         }
     }
     mig_run_on_main(drop_old_trackers_main, o, NULL);
-    mig_trace("caught up");
-    flush_all(o);
-    mig_trace("flushed again");
     return ok;
+}
+
+/*
+ * While I/O still goes on, write to disk what is cached, and send again
+ * what changed during the previous pass, until a flush finds little to
+ * do.  The pause then only has to deal with what happens during the
+ * last, short pass, whatever the length of the first pass (which grows
+ * with the number of bitmaps) and however much was written meanwhile.
+ */
+static bool catch_up(Outgoing *o, GError **errp)
+{
+    for (int pass = 0; pass < CATCH_UP_MAX_PASSES; pass++) {
+        gint64 start = g_get_monotonic_time();
+
+        flush_all(o);
+        if (!catch_up_pass(o, errp)) {
+            return false;
+        }
+        mig_trace("caught up");
+        if (g_get_monotonic_time() - start < CATCH_UP_CONVERGED_US) {
+            break;
+        }
+    }
+    return true;
 }
 
 static bool send_live(Outgoing *o, GError **errp)
