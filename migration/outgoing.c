@@ -366,10 +366,55 @@ static void resume_io(Outgoing *o)
     g_ptr_array_set_size(o->drained, 0);
 }
 
+static bool bitmap_sent(Outgoing *o, BlockDriverState *bs, const char *name)
+{
+    for (guint i = 0; i < o->bitmaps->len; i++) {
+        OutBitmap *b = g_ptr_array_index(o->bitmaps, i);
+        if (b->node->bs == bs && !strcmp(b->name, name)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* A bitmap that would migrate but appeared after the setup. */
+static bool check_no_new_bitmaps(Outgoing *o, GError **errp)
+{
+    for (BlockDriverState *bs = bdrv_next_node(NULL); bs;
+         bs = bdrv_next_node(bs)) {
+        MigNodeMap *nm = NULL;
+
+        if (bdrv_is_read_only(bs)) {
+            continue;
+        }
+        if (o->alias_map) {
+            nm = g_hash_table_lookup(o->alias_map, bdrv_get_node_name(bs));
+            if (!nm) {
+                continue;
+            }
+        }
+        for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+             bm = bdrv_dirty_bitmap_next(bm)) {
+            const char *name = bdrv_dirty_bitmap_name(bm);
+            if (name && (!nm || g_hash_table_contains(nm->bitmaps, name)) &&
+                !bitmap_sent(o, bs, name)) {
+                error_setg(errp, "Bitmap '%s' of node '%s' was added during "
+                           "the migration", name, bdrv_get_node_name(bs));
+                return false;
+            }
+        }
+    }
+    return true;
+}
+
 /* What was sent must still describe the nodes. */
 static bool final_check_main(void *opaque, GError **errp)
 {
     Outgoing *o = opaque;
+
+    if (o->dirty_bitmaps && !check_no_new_bitmaps(o, errp)) {
+        return false;
+    }
 
     for (guint i = 0; i < o->bitmaps->len; i++) {
         OutBitmap *b = g_ptr_array_index(o->bitmaps, i);

@@ -165,6 +165,48 @@ class TestQmp(MigrationCase):
         self.assertIn('error', self.q.cmd('block-dirty-bitmap-clear', {
             'node': NODE, 'name': 'b'}))
 
+    def test_bitmap_added_during_migration(self):
+        """A bitmap that appears while the bitmaps are on the way would be
+        left behind: the migration fails at the pause, the source
+        resumes."""
+        self.caps(self.q)
+        self.q.cmd_ok('block-dirty-bitmap-add', {'node': NODE, 'name': 'b'})
+        dd, dq, _, uri = self.destination(self.path)
+        self.caps(dq)
+        p, puri = self.proxy(uri, lambda t, n, pl, h: 'hold'
+                             if t == BITMAP_DATA else None)
+        self.q.cmd_ok('migrate', {'uri': puri})
+        p.wait_held()
+        self.q.cmd_ok('block-dirty-bitmap-add', {'node': NODE, 'name': 'new'})
+        p.release()
+        info = self.wait_final(self.q)
+        self.assertEqual(info['status'], 'failed')
+        self.assertIn("Bitmap 'new' of node 'disk' was added during the "
+                      "migration", info['error-desc'])
+        self.export(self.q, 'w', writable=True)
+        self.assertTrue(self.can_write(self.nsock, 'w'))
+        self.assertEqual(self.wait_final(dq)['status'], 'failed')
+
+
+    def test_checkpoint_during_migration(self):
+        """Checkpoint operations are refused while the bitmaps are on the
+        way (their bitmaps are busy); the migration completes."""
+        self.caps(self.q)
+        self.add(self.q, 'c0')
+        dd, dq, _, uri = self.destination(self.path)
+        self.caps(dq)
+        p, puri = self.proxy(uri, lambda t, n, pl, h: 'hold'
+                             if t == BITMAP_DATA else None)
+        self.q.cmd_ok('migrate', {'uri': puri})
+        p.wait_held()
+        self.assertIn('error', self.q.cmd('block-checkpoint-add',
+                                          {'node': NODE, 'name': 'c1'}))
+        self.assertIn('error', self.q.cmd('block-checkpoint-remove',
+                                          {'node': NODE, 'name': 'c0'}))
+        p.release()
+        self.assertEqual(self.wait_final(self.q)['status'], 'completed')
+        self.assertEqual(self.wait_final(dq)['status'], 'completed')
+        self.assertEqual(self.checkpoints(dq), self.checkpoints(self.q))
 
 if __name__ == '__main__':
     unittest.main()
