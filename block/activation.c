@@ -160,8 +160,19 @@ static bool store_all(BlockDriverState *bs, GError **errp)
         return false;
     }
     g_debug("inactivate %s: bitmaps stored", bdrv_get_node_name(bs));
-    /* A driver's inactivate hook flushes; one flush is enough. */
-    ret = bs->drv->inactivate ? bs->drv->inactivate(bs) : bdrv_flush(bs);
+    /*
+     * A driver's inactivate hook flushes.  Without one, flush the driver
+     * and its file directly: @bs is drained, and bdrv_flush() would wait
+     * for the drained section to end.
+     */
+    if (bs->drv->inactivate) {
+        ret = bs->drv->inactivate(bs);
+    } else {
+        ret = bs->drv->flush ? bs->drv->flush(bs) : 0;
+        if (ret == 0 && bs->file) {
+            ret = bdrv_flush(bs->file);
+        }
+    }
     if (ret < 0) {
         error_setg_errno(errp, -ret, "Could not flush node '%s'",
                          bdrv_get_node_name(bs));
@@ -178,6 +189,13 @@ bool bdrv_inactivate(BlockDriverState *bs, GError **errp)
         return true;
     }
     if (bs->drv->is_protocol) {
+        /* Used directly (an export of the file): its data first. */
+        int ret = bs->drv->flush ? bs->drv->flush(bs) : 0;
+        if (ret < 0) {
+            error_setg_errno(errp, -ret, "Could not flush node '%s'",
+                             bdrv_get_node_name(bs));
+            return false;
+        }
         return set_file_active(bs, NULL, false, errp);
     }
     bdrv_drained_begin(bs);

@@ -326,7 +326,9 @@ int bdrv_flush(BlockDriverState *bs)
         return 0;
     }
     if (bs->drv->flush) {
+        req_enter(bs);      /* a drained driver may be reopening */
         ret = bs->drv->flush(bs);
+        req_exit(bs);
     }
     if (ret == 0 && bs->file) {
         ret = bdrv_flush(bs->file);
@@ -410,9 +412,9 @@ out:
     return ret;
 }
 
-int bdrv_block_status_above(BlockDriverState *bs, int64_t offset,
-                            int64_t bytes, int64_t *pnum, int64_t *map,
-                            BlockDriverState **file, int *depth)
+static int block_status_above(BlockDriverState *bs, int64_t offset,
+                              int64_t bytes, int64_t *pnum, int64_t *map,
+                              BlockDriverState **file, int *depth)
 {
     int d = 1;
     int64_t want = bytes;
@@ -460,4 +462,16 @@ int bdrv_block_status_above(BlockDriverState *bs, int64_t offset,
         *depth = 0;
     }
     return 0;
+}
+
+int bdrv_block_status_above(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes, int64_t *pnum, int64_t *map,
+                            BlockDriverState **file, int *depth)
+{
+    int ret;
+
+    req_enter(bs);          /* a drained driver may be reopening */
+    ret = block_status_above(bs, offset, bytes, pnum, map, file, depth);
+    req_exit(bs);
+    return ret;
 }

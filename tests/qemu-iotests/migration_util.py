@@ -154,14 +154,18 @@ def refresh_crc(header, payload):
 class Writer(threading.Thread):
     """Writes 4 KiB blocks through an NBD export in a loop, until stop()
     or the first error (the source refuses once it handed over).  The
-    offsets of the writes that succeeded are kept, in order."""
+    offsets of the writes that succeeded are kept, in order.  With
+    `flush`, it does not write but flushes and asks for block status in
+    a loop until stop()."""
 
-    def __init__(self, sock, export, size, seed=7, block=4096):
+    def __init__(self, sock, export, size, seed=7, block=4096,
+                 flush=False):
         super().__init__(daemon=True)
         import random
         self.rnd = random.Random(seed)
         self.sock, self.export, self.size = sock, export, size
         self.block = block
+        self.flush = flush
         self.done = []
         self.error = None
         self.stopping = threading.Event()
@@ -169,6 +173,13 @@ class Writer(threading.Thread):
     def run(self):
         h = nbd_connect(self.sock, self.export)
         try:
+            while self.flush and not self.stopping.is_set():
+                # Flushes and block status race with the switch-over.
+                try:
+                    h.flush()
+                    h.block_status(self.size, 0, lambda *a: 0)
+                except Exception:
+                    time.sleep(0.001)
             while not self.stopping.is_set():
                 off = self.rnd.randrange(0, self.size // self.block) * \
                     self.block

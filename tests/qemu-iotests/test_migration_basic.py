@@ -35,15 +35,19 @@ class TestMigrate(MigrationCase):
         self.sq.cmd_ok('block-dirty-bitmap-add', args)
 
     def migrate_with_writes(self, shadow=None):
-        """Migrate while a writer hammers the source; returns the
-        offsets it wrote (all before the switch-over)."""
+        """Migrate while a writer hammers the source (and a second client
+        flushes and asks for block status); returns the offsets written
+        (all before the switch-over)."""
         w = Writer(self.ssock, 'w', SIZE)
+        w2 = Writer(self.ssock, 'w', SIZE, seed=8, flush=True)
         w.start()
+        w2.start()
         w.wait_some(30)
         info = self.migrate(self.sq, self.uri)
         proc.wait_for(lambda: w.error is not None, timeout=60,
                       what='the source to refuse writes')
         w.stop()
+        w2.stop()
         self.assertIsNotNone(w.error, 'the source accepted writes after '
                              'the switch-over')
         if shadow:
