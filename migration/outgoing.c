@@ -787,6 +787,15 @@ bool migration_start_outgoing(const char *uri, GError **errp)
     if (!mig_transport_check_uri(uri, errp)) {
         return false;
     }
+    for (BlockDriverState *bs = bdrv_next_node(NULL); bs;
+         bs = bdrv_next_node(bs)) {
+        /* Name a node the user named, if one is inactive. */
+        if (bdrv_is_inactive(bs) && bdrv_get_node_name(bs)[0] != '#') {
+            error_setg(errp, "Node '%s' is inactive: its image belongs to "
+                       "another daemon", bdrv_get_node_name(bs));
+            return false;
+        }
+    }
     if (cur) {
         outgoing_free(cur);
         cur = NULL;

@@ -82,6 +82,10 @@ class TestMigrate(MigrationCase):
         self.export(self.dq, 'w2', writable=True)
         self.assertTrue(self.can_write(self.dsock, 'w2'))
         self.assertFalse(self.can_write(self.ssock, 'w'))
+        # The source has nothing left to hand over.
+        self.assertEqual(self.qerror(self.sq, 'migrate', {'uri': self.uri}),
+                         "Node 'disk' is inactive: its image belongs to "
+                         "another daemon")
 
     def test_one_bitmap(self):
         self.add_bitmap('b0', persistent=True)
