@@ -62,6 +62,14 @@ typedef struct Outgoing {
     bool finished;
 } Outgoing;
 
+/* pick.c (main thread) */
+void out_node_free(gpointer p);
+void out_bitmap_free(gpointer p);
+/* Choose the nodes and bitmaps, start tracking; status becomes active. */
+bool out_setup_main(void *opaque, GError **errp);
+/* Fail if a bitmap that would migrate was not picked at the setup. */
+bool out_check_no_new_bitmaps(Outgoing *o, GError **errp);
+
 /* send.c */
 bool out_send_nodes(Outgoing *o, GError **errp);
 /* BITMAP, its contents, and END unless it records. */
