@@ -63,6 +63,7 @@ class StreamProxy:
         self.released.set()
 
     def close(self):
+        self.closed.set()           # before the release: nothing more goes
         self.released.set()
         for s in (self.a, self.b, self.srv):
             if s is not None:
@@ -274,8 +275,10 @@ class MigrationCase(CheckpointCase):
             for b in n.get('dirty-bitmaps', []):
                 if 'name' not in b:
                     continue
-                sha = q.cmd_ok('x-debug-block-dirty-bitmap-sha256',
-                               {'node': node, 'name': b['name']})['sha256']
+                # None for a bitmap that cannot be read (inconsistent).
+                sha = q.cmd('x-debug-block-dirty-bitmap-sha256',
+                            {'node': node, 'name': b['name']}).get(
+                                'return', {}).get('sha256')
                 out[b['name']] = (b['granularity'], b['recording'],
                                   b['persistent'], b['count'], sha)
         return out

@@ -118,6 +118,40 @@ class TestFaults(MigrationCase):
         self.fail_with(lambda t, n, pl, h: 'hold' if t == COMPLETE else None,
                        'No answer from the destination', kill_dst=True)
 
+    def test_source_killed(self):
+        """The source dies after the destination adopted the complete
+        bitmaps: the destination drops them, stays inactive, and takes a
+        later migration from a new source."""
+        p, puri = self.proxy(self.uri, lambda t, n, pl, h: 'hold'
+                             if t == SWITCHOVER else None)
+        self.sq.cmd_ok('migrate', {'uri': puri})
+        p.wait_held()
+        self.assertIn('c0', self.bitmaps(self.dq))      # adopted, busy
+        self.sd.kill()
+        p.close()
+        self.assert_destination_discarded()
+        self.assertEqual({n: v for n, v in self.bitmaps(self.dq).items()
+                          if n in self.before and v == self.before[n]}, {})
+        # A new source (after the crash its recording bitmaps are in use,
+        # hence inconsistent: remove them, as a user would).
+        sd, sq, ssock = self.source(self.path)
+        self.caps(sq)
+        for name, v in self.bitmaps(sq).items():
+            info = [b for n in sq.cmd_ok('query-named-block-nodes')
+                    for b in n.get('dirty-bitmaps', [])
+                    if b.get('name') == name]
+            if info and info[0].get('inconsistent'):
+                sq.cmd('block-checkpoint-remove', {'node': NODE,
+                                                   'name': name})
+                sq.cmd('block-dirty-bitmap-remove', {'node': NODE,
+                                                     'name': name})
+        uri = 'unix:' + self.sock('again.sock')
+        self.dq.cmd_ok('migrate-incoming', {'uri': uri})
+        self.migrate(sq, uri)
+        self.assertEqual(self.wait_final(self.dq)['status'], 'completed')
+        self.assertEqual(self.bitmaps(self.dq), self.bitmaps(sq))
+        self.assertEqual(self.checkpoints(self.dq), self.checkpoints(sq))
+
     # -- the stream breaks ----------------------------------------------------
 
     def test_corrupt_live_section(self):
