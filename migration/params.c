@@ -13,10 +13,10 @@
 #define DEFAULT_MAX_BANDWIDTH (UINT64_C(128) << 20)
 #define DEFAULT_DOWNTIME_LIMIT 300
 /* The stream's limits for aliases (QEMU: one length byte). */
-#define ALIAS_MAX 255
+#define ALIAS_MAX 255U
 /* Node names: 31 bytes (include/block/block.h rules). */
-#define NODE_NAME_MAX 31
-#define BITMAP_NAME_MAX 1023
+#define NODE_NAME_MAX 31U
+#define BITMAP_NAME_MAX 1023U
 
 static bool caps[MIGRATION_CAPABILITY__MAX];
 static uint64_t max_bandwidth = DEFAULT_MAX_BANDWIDTH;
