@@ -96,7 +96,8 @@ ASAN_OPTIONS=detect_leaks=1:halt_on_error=1 \
 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
     iotests iotests-asan "$ASAN_BUILD" $(cd tests/qemu-iotests &&
         ls test_qmp_protocol.py test_qmp_robustness.py test_qmp_block.py \
-           test_nbd_protocol.py test_nbd_robustness.py 2>/dev/null |
+           test_nbd_protocol.py test_nbd_robustness.py \
+           test_migration_stream.py 2>/dev/null |
         sed 's/\.py$//')
 
 echo "== checkpatch: scripts/checkpatch.py --all"
