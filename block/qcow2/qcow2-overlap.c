@@ -3,8 +3,12 @@
  * write (guest data or a table landing at a wrong offset) can overwrite
  * another structure.  The header, L1 table, refcount table and snapshot
  * table are ranges taken from the state; L2 tables, refcount blocks and
- * other single clusters (bitmap tables, ...) live in a sorted array of
- * (cluster index << 3 | kind).  All functions run with the lock held.
+ * other single clusters live in sorted arrays of (cluster index << 3 |
+ * kind).  Bitmap and checkpoint structures (QCOW2_META_OTHER) have an
+ * array of their own that guest-data checks skip, as QEMU's default
+ * overlap checks do: a data write can only land there if the refcounts
+ * are already wrong, and this keeps the cost of a guest write independent
+ * of the number of bitmaps.  All functions run with the lock held.
  */
 #include "qcow2.h"
 
@@ -61,18 +65,41 @@ void qcow2_meta_reset(Qcow2State *s)
     if (!s->meta) {
         s->meta = g_array_new(false, false, sizeof(uint64_t));
     }
+    if (!s->meta_other) {
+        s->meta_other = g_array_new(false, false, sizeof(uint64_t));
+    }
     g_array_set_size(s->meta, 0);
+    g_array_set_size(s->meta_other, 0);
+}
+
+static GArray *meta_array(Qcow2State *s, Qcow2MetaKind kind)
+{
+    if (!s->meta_other) {
+        s->meta_other = g_array_new(false, false, sizeof(uint64_t));
+    }
+    return kind == QCOW2_META_OTHER ? s->meta_other : s->meta;
 }
 
 void qcow2_meta_add(Qcow2State *s, uint64_t offset, uint64_t size,
                     Qcow2MetaKind kind)
 {
+    GArray *a = meta_array(s, kind);
     uint64_t first = offset >> s->cluster_bits;
     uint64_t n = qcow2_size_to_clusters(s, offset + size) - first;
 
     for (uint64_t c = first; c < first + n; c++) {
         uint64_t e = (c << META_KIND_BITS) | kind;
-        g_array_insert_val(s->meta, lower_bound(s->meta, c), e);
+        g_array_insert_val(a, lower_bound(a, c), e);
+    }
+}
+
+static void meta_remove_from(GArray *a, uint64_t first, uint64_t n)
+{
+    for (uint64_t c = first; c < first + n; c++) {
+        guint i = lower_bound(a, c);
+        if (i < a->len && meta_cluster(g_array_index(a, uint64_t, i)) == c) {
+            g_array_remove_index(a, i);
+        }
     }
 }
 
@@ -81,13 +108,8 @@ void qcow2_meta_remove(Qcow2State *s, uint64_t offset, uint64_t size)
     uint64_t first = offset >> s->cluster_bits;
     uint64_t n = qcow2_size_to_clusters(s, offset + size) - first;
 
-    for (uint64_t c = first; c < first + n; c++) {
-        guint i = lower_bound(s->meta, c);
-        if (i < s->meta->len &&
-            meta_cluster(g_array_index(s->meta, uint64_t, i)) == c) {
-            g_array_remove_index(s->meta, i);
-        }
-    }
+    meta_remove_from(s->meta, first, n);
+    meta_remove_from(meta_array(s, QCOW2_META_OTHER), first, n);
 }
 
 static bool range_hits(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
@@ -101,10 +123,31 @@ static gint cmp_u64(gconstpointer a, gconstpointer b)
     return x < y ? -1 : x > y;
 }
 
+/* The first entry of @a in clusters [first, last], skipping @self once. */
+static Qcow2MetaKind meta_scan(GArray *a, Qcow2MetaKind *self,
+                               uint64_t first, uint64_t last)
+{
+    for (guint i = lower_bound(a, first); i < a->len; i++) {
+        uint64_t e = g_array_index(a, uint64_t, i);
+        Qcow2MetaKind kind = e & META_KIND_MASK;
+        if (meta_cluster(e) > last) {
+            break;
+        }
+        /* A table being written to its own cluster is fine, once. */
+        if (kind == *self && first == last) {
+            *self = QCOW2_META_NONE;
+            continue;
+        }
+        return kind;
+    }
+    return QCOW2_META_NONE;
+}
+
 Qcow2MetaKind qcow2_meta_overlap(Qcow2State *s, Qcow2MetaKind self,
                                  uint64_t offset, uint64_t size)
 {
     uint64_t first, last;
+    bool metadata_write = self != QCOW2_META_NONE;
 
     if (size == 0) {
         return QCOW2_META_NONE;
@@ -127,20 +170,17 @@ Qcow2MetaKind qcow2_meta_overlap(Qcow2State *s, Qcow2MetaKind self,
     }
     first = offset >> s->cluster_bits;
     last = (offset + size - 1) >> s->cluster_bits;
-    for (guint i = lower_bound(s->meta, first); i < s->meta->len; i++) {
-        uint64_t e = g_array_index(s->meta, uint64_t, i);
-        Qcow2MetaKind kind = e & META_KIND_MASK;
-        if (meta_cluster(e) > last) {
-            break;
+    {
+        Qcow2MetaKind hit = meta_scan(s->meta, &self, first, last);
+        if (hit != QCOW2_META_NONE) {
+            return hit;
         }
-        /* A table being written to its own cluster is fine, once. */
-        if (kind == self && first == last) {
-            self = QCOW2_META_NONE;
-            continue;
-        }
-        return kind;
     }
-    return QCOW2_META_NONE;
+    /* Guest data skips bitmap/checkpoint structures. */
+    if (!metadata_write) {
+        return QCOW2_META_NONE;
+    }
+    return meta_scan(meta_array(s, QCOW2_META_OTHER), &self, first, last);
 }
 
 int qcow2_pre_write_check(BlockDriverState *bs, Qcow2MetaKind self,

@@ -183,6 +183,10 @@ static void qcow2_free_state(Qcow2State *s)
     g_free(s->reftable);
     s->l1_table = NULL;
     s->reftable = NULL;
+    if (s->meta_other) {
+        g_array_unref(s->meta_other);
+        s->meta_other = NULL;
+    }
     if (s->meta) {
         g_array_unref(s->meta);
         s->meta = NULL;
@@ -504,6 +508,7 @@ const BlockDriver bdrv_qcow2 = {
     .is_format = true,
     .supports_backing = true,
     .needs_exclusive_file = true,
+    .supports_compressed_writes = true,
     .probe = qcow2_probe,
     .open = qcow2_open,
     .close = qcow2_close,

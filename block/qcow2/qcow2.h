@@ -123,10 +123,13 @@ typedef struct Qcow2State {
     uint64_t file_len;          /* host file length (we grow it) */
     uint64_t alloc_end;         /* end of what the image uses in the file */
     uint64_t fresh_offset;      /* host clusters from here never written */
+    /* Next free byte for compressed data inside a host cluster, or 0. */
+    uint64_t compressed_cursor;
 
     Qcow2Cache *l2_cache;
     Qcow2Cache *refblock_cache;
     GArray *meta;               /* sorted (cluster << 3 | kind), see overlap */
+    GArray *meta_other;         /* same for QCOW2_META_OTHER (bitmaps...) */
     GPtrArray *inflight;        /* Qcow2Inflight * */
 
     bool writable;
@@ -317,6 +320,10 @@ int qcow2_read_host(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
 /* qcow2-compress.c */
 int qcow2_decompress(int type, uint8_t *dest, size_t dest_size,
                      const uint8_t *src, size_t src_size);
+
+/* qcow2-compress-write.c: BDRV_REQ_WRITE_COMPRESSED (takes the lock). */
+int qcow2_pwrite_compressed(BlockDriverState *bs, int64_t offset,
+                            int64_t bytes, const void *buf, int flags);
 
 /* qcow2-check.c */
 typedef struct Qcow2CheckRefs Qcow2CheckRefs;
