@@ -235,6 +235,10 @@ int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
     if (!bs->drv->pwrite) {
         return -ENOTSUP;
     }
+    if ((flags & BDRV_REQ_WRITE_COMPRESSED) &&
+        !bs->drv->supports_compressed_writes) {
+        return -ENOTSUP;
+    }
     req_enter(bs);
     ret = aligned_pwrite(bs, offset, bytes, buf, flags);
     if (ret == 0) {

@@ -164,6 +164,109 @@ static int img_convert_one(ImgConvertState *s, BlockDriverState *bs,
     return 0;
 }
 
+/* Read @n bytes at @off of the concatenated sources (zeroes unread). */
+static int img_convert_read_concat(GPtrArray *srcs, int64_t off, int64_t n,
+                                   uint8_t *buf)
+{
+    int64_t base = 0;
+
+    for (guint i = 0; i < srcs->len && n > 0; i++) {
+        BlockDriverState *bs = srcs->pdata[i];
+        int64_t len = bdrv_getlength(bs);
+
+        if (len < 0) {
+            return (int)len;
+        }
+        while (n > 0 && off < base + len) {
+            int64_t pnum;
+            int depth = 0;
+            int st = bdrv_block_status_above(bs, off - base,
+                                             MIN(n, base + len - off), &pnum,
+                                             NULL, NULL, &depth);
+            if (st < 0) {
+                return st;
+            }
+            if (st & BDRV_BLOCK_ZERO) {
+                memset(buf, 0, pnum);
+            } else {
+                st = bdrv_pread(bs, off - base, pnum, buf, 0);
+                if (st < 0) {
+                    return st;
+                }
+            }
+            off += pnum;
+            n -= pnum;
+            buf += pnum;
+        }
+        base += len;
+    }
+    return 0;
+}
+
+/*
+ * convert -c: copy whole target clusters, each written compressed (the
+ * driver stores it plainly when it does not shrink); zero clusters are
+ * left alone on a target that reads as zeroes.
+ */
+static int img_convert_compressed(ImgConvertState *s, GPtrArray *srcs)
+{
+    BlockDriverInfo bdi = {0};
+    int64_t out_len = bdrv_getlength(s->out);
+    int64_t cs, chunk;
+
+    if (bdrv_get_info(s->out, &bdi) < 0 || !bdi.cluster_size) {
+        error_report("Compression not supported for this file format");
+        return -1;
+    }
+    cs = bdi.cluster_size;
+    chunk = MAX(CONV_BUF / cs * cs, cs);
+    if (chunk > CONV_BUF) {
+        s->buf = g_realloc(s->buf, chunk);
+    }
+    for (int64_t off = 0; off < s->total; off += chunk) {
+        int64_t n = MIN(chunk, s->total - off);
+        int ret = img_convert_read_concat(srcs, off, n, s->buf);
+
+        if (ret < 0) {
+            error_report("error while reading at byte %" PRId64 ": %s", off,
+                         g_strerror(-ret));
+            return -1;
+        }
+        for (int64_t i = 0; i < n; i += cs) {
+            int64_t len = MIN(cs, n - i);
+
+            if (off + i + len == s->total && out_len > s->total &&
+                out_len - (off + i) <= cs) {
+                /* A partial last cluster must reach the target's end. */
+                memset(s->buf + i + len, 0, out_len - s->total);
+                len = out_len - (off + i);
+            }
+            if (img_buf_is_zero(s->buf + i, len)) {
+                ret = img_convert_zero(s, off + i, len);
+            } else {
+                ret = bdrv_pwrite(s->out, off + i, len, s->buf + i,
+                                  BDRV_REQ_WRITE_COMPRESSED | s->write_flags);
+                if (ret == -ENOTSUP) {
+                    error_report("Compression not supported for this file "
+                                 "format");
+                    return -1;
+                }
+                if (ret < 0) {
+                    error_report("error while compressing sector %" PRId64
+                                 ": %s", (off + i) / 512, g_strerror(-ret));
+                    return -1;
+                }
+            }
+            if (ret < 0) {
+                return -1;
+            }
+        }
+        s->done += n;
+        img_progress_print(s->total ? s->done * 100.0 / s->total : 100);
+    }
+    return 0;
+}
+
 /* Create the target (unless -n) with the sources' total size. */
 static bool img_convert_create(ImgConvertArgs *a, int64_t total)
 {
@@ -263,7 +366,10 @@ static int img_convert_run(ImgConvertArgs *a)
     s.buf = g_malloc(CONV_BUF);
     img_progress_init(a->progress && !a->quiet);
     img_progress_print(0);
-    for (guint i = 0; i < srcs->len && ret == 0; i++) {
+    if (a->compress) {
+        ret = img_convert_compressed(&s, srcs);
+    }
+    for (guint i = 0; i < srcs->len && ret == 0 && !a->compress; i++) {
         ret = img_convert_one(&s, srcs->pdata[i], base);
         base += bdrv_getlength(srcs->pdata[i]);
     }
@@ -295,8 +401,8 @@ static int img_convert_validate(ImgConvertArgs *a)
         error_report("Unknown file format '%s'", a->out_fmt);
         return IMG_EXIT_FAILURE;
     }
-    if (a->compress) {
-        /* The block API has no compressed-write request yet. */
+    if (a->compress && strcmp(a->out_fmt, "qcow2") != 0) {
+        /* Only qcow2 takes BDRV_REQ_WRITE_COMPRESSED. */
         error_report("Compression not supported for this file format");
         return IMG_EXIT_FAILURE;
     }

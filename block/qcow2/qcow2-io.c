@@ -373,8 +373,12 @@ int qcow2_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
 {
     Qcow2State *s = bs->opaque;
     const uint8_t *p = buf;
-    int64_t ret = qcow2_bitmaps_before_write(bs);
+    int64_t ret;
 
+    if (flags & BDRV_REQ_WRITE_COMPRESSED) {
+        return qcow2_pwrite_compressed(bs, offset, bytes, buf, flags);
+    }
+    ret = qcow2_bitmaps_before_write(bs);
     if (ret < 0) {
         return (int)ret;
     }

@@ -455,6 +455,9 @@ static int update_refcount(BlockDriverState *bs, uint64_t offset,
             if (rc == 0) {
                 uint64_t o = c << s->cluster_bits;
                 s->free_cluster_index = MIN(s->free_cluster_index, c);
+                if ((s->compressed_cursor >> s->cluster_bits) == c) {
+                    s->compressed_cursor = 0;   /* may be reused */
+                }
                 qcow2_cache_discard(s->l2_cache, o);
                 if (punch && s->pass_discard) {
                     bdrv_pdiscard(bs->file, o, s->cluster_size);

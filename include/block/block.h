@@ -37,6 +37,12 @@ typedef struct BlockDriver BlockDriver;
 #define BDRV_REQ_FUA 0x1          /* write through to stable storage */
 #define BDRV_REQ_MAY_UNMAP 0x2    /* zeroes may deallocate */
 #define BDRV_REQ_NO_FALLBACK 0x4  /* zeroes: fail with -ENOTSUP if slow */
+/*
+ * Writes: store whole clusters of the format node compressed.  The
+ * request must be cluster-aligned (the last cluster of the image may be
+ * partial); drivers without support fail it with -ENOTSUP.
+ */
+#define BDRV_REQ_WRITE_COMPRESSED 0x8
 
 /* Block status flags (bdrv_block_status return value). */
 #define BDRV_BLOCK_DATA 0x01         /* reads come from this node's data */

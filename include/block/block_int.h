@@ -20,6 +20,8 @@ struct BlockDriver {
      * permission when writable and refuse to share "write" and "resize".
      */
     bool needs_exclusive_file;
+    /* pwrite accepts BDRV_REQ_WRITE_COMPRESSED. */
+    bool supports_compressed_writes;
 
     /* Score 0..100 that @buf (the first bytes) is this format. */
     int (*probe)(const uint8_t *buf, int buf_size, const char *filename);
