@@ -86,6 +86,8 @@ void bdrv_drained_end(BlockDriverState *bs)
     g_mutex_unlock(&drain_lock);
 }
 
+static int check_write(BlockDriverState *bs, int64_t offset, int64_t bytes);
+
 static int64_t max_chunk(BlockDriverState *bs)
 {
     int64_t max = BDRV_REQUEST_MAX_BYTES;
@@ -152,19 +154,37 @@ static int aligned_pread(BlockDriverState *bs, int64_t offset, int64_t bytes,
     return ret;
 }
 
+/*
+ * Enter @bs (waiting out a drained section, during which the driver may be
+ * reopened) and only then check the request against it.  Returns 0 with
+ * the request counted in flight, or -errno (or 1 for an empty request)
+ * with nothing to undo.
+ */
+static int enter_checked(BlockDriverState *bs, int64_t offset, int64_t bytes,
+                         bool write)
+{
+    int ret;
+
+    req_enter(bs);
+    ret = write ? check_write(bs, offset, bytes)
+                : check_request(bs, offset, bytes);
+    if (ret < 0 || bytes == 0) {
+        req_exit(bs);
+        return ret < 0 ? ret : 1;
+    }
+    return 0;
+}
+
 int bdrv_pread(BlockDriverState *bs, int64_t offset, int64_t bytes,
                void *buf, int flags)
 {
-    int ret = check_request(bs, offset, bytes);
+    int ret = enter_checked(bs, offset, bytes, false);
 
-    if (ret < 0 || bytes == 0) {
-        return ret;
+    if (ret != 0) {
+        return MIN(ret, 0);
     }
-    if (!bs->drv->pread) {
-        return -ENOTSUP;
-    }
-    req_enter(bs);
-    ret = aligned_pread(bs, offset, bytes, buf, flags);
+    ret = bs->drv->pread ? aligned_pread(bs, offset, bytes, buf, flags)
+                         : -ENOTSUP;
     req_exit(bs);
     return ret;
 }
@@ -227,19 +247,16 @@ static void mark_dirty(BlockDriverState *bs, int64_t offset, int64_t bytes)
 int bdrv_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
                 const void *buf, int flags)
 {
-    int ret = check_write(bs, offset, bytes);
+    int ret;
 
-    if (ret < 0 || bytes == 0) {
-        return ret;
-    }
-    if (!bs->drv->pwrite) {
+    if (!bs->drv->pwrite || ((flags & BDRV_REQ_WRITE_COMPRESSED) &&
+                             !bs->drv->supports_compressed_writes)) {
         return -ENOTSUP;
     }
-    if ((flags & BDRV_REQ_WRITE_COMPRESSED) &&
-        !bs->drv->supports_compressed_writes) {
-        return -ENOTSUP;
+    ret = enter_checked(bs, offset, bytes, true);
+    if (ret != 0) {
+        return MIN(ret, 0);
     }
-    req_enter(bs);
     ret = aligned_pwrite(bs, offset, bytes, buf, flags);
     if (ret == 0) {
         mark_dirty(bs, offset, bytes);
@@ -274,12 +291,11 @@ int bdrv_pwrite_zeroes(BlockDriverState *bs, int64_t offset, int64_t bytes,
                        int flags)
 {
     int64_t align = bs->request_alignment;
-    int ret = check_write(bs, offset, bytes);
+    int ret = enter_checked(bs, offset, bytes, true);
 
-    if (ret < 0 || bytes == 0) {
-        return ret;
+    if (ret != 0) {
+        return MIN(ret, 0);
     }
-    req_enter(bs);
     ret = -ENOTSUP;
     if (bs->drv->pwrite_zeroes && IS_ALIGNED(offset, align) &&
         IS_ALIGNED(bytes, align)) {
@@ -299,15 +315,14 @@ int bdrv_pdiscard(BlockDriverState *bs, int64_t offset, int64_t bytes)
 {
     int64_t align = bs->request_alignment;
     int64_t start, end;
-    int ret = check_write(bs, offset, bytes);
+    int ret = enter_checked(bs, offset, bytes, true);
 
-    if (ret < 0 || bytes == 0) {
-        return ret;
+    if (ret != 0) {
+        return MIN(ret, 0);
     }
     /* Discard is advisory: shrink the range to whole aligned blocks. */
     start = ROUND_UP(offset, align);
     end = ROUND_DOWN(offset + bytes, align);
-    req_enter(bs);
     ret = 0;
     if (bs->drv->pdiscard && end > start) {
         ret = bs->drv->pdiscard(bs, start, end - start);

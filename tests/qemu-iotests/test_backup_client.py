@@ -172,12 +172,15 @@ class BackupCase(IotestCase):
 
     def require_commands(self, names):
         """Skip unless our daemon lists every QMP command in `names`."""
-        _, socks = start_qsd(self, self.qsd)
+        d, socks = start_qsd(self, self.qsd)
         with QMPClient(socks[0]) as q:
             q.negotiate()
             have = {c['name'] for c in q.cmd_ok('query-commands')}
             missing = [n for n in names if n not in have]
             q.cmd_ok('quit')
+        # Let it exit (and remove its socket) before the next daemon of
+        # this test starts on the same socket path.
+        d.wait(timeout=30)
         if missing:
             self.skipTest('our daemon lacks %s' % ', '.join(missing))
 
