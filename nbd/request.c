@@ -401,7 +401,9 @@ static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
             return ok;
         }
     }
+    /* The pool's worker owns and frees @r from here on. */
     g_thread_pool_push(c->pool, r, NULL);
+    /* cppcheck-suppress memleak */
     return true;
 }
 

@@ -2,7 +2,7 @@
 # Runs every check behind `make check` and CI, counting individual test
 # cases: unit tests (GTest over TAP) in BUILD, the same under ASan+UBSan in
 # ASAN_BUILD, the iotests against BUILD (and the server tests once more
-# against ASAN_BUILD), and checkpatch as one check.
+# against ASAN_BUILD), checkpatch and cppcheck as one check each.
 # Usage: scripts/run-checks.sh BUILD ASAN_BUILD   (both already built)
 # The last line is always "N passed, N failed, N skipped"; the exit code is
 # non-zero when anything failed.
@@ -111,6 +111,16 @@ else
     echo "0 1 0" > "$TMP/checkpatch.counts"
 fi
 add_part checkpatch "$TMP/checkpatch.counts"
+
+echo "== cppcheck: scripts/cppcheck.sh"
+if scripts/cppcheck.sh > "$TMP/cppcheck.out" 2>&1; then
+    echo "1 0 0" > "$TMP/cppcheck.counts"
+    echo "cppcheck: no findings"
+else
+    head -n 40 "$TMP/cppcheck.out"
+    echo "0 1 0" > "$TMP/cppcheck.counts"
+fi
+add_part cppcheck "$TMP/cppcheck.counts"
 
 echo "== summary"
 cat "$TMP/parts"

@@ -23,7 +23,7 @@
 #define QCOW2_BME_MAX_PHYS_SIZE 0x20000000U
 #define QCOW2_BME_MIN_GRANULARITY_BITS 9
 #define QCOW2_BME_MAX_GRANULARITY_BITS 31
-#define QCOW2_BME_MAX_NAME_SIZE 1023
+#define QCOW2_BME_MAX_NAME_SIZE 1023u
 
 /* "Bitmap directory": fixed part of an entry, then extra data and name. */
 #define QCOW2_BME_ENTRY_FIXED 24
