@@ -39,6 +39,7 @@ typedef struct {
     int error;              /* first failure (-errno), 0 if none */
 
     GRWLock drain_lock;     /* requests read-locked, drained flush writes */
+    void **bufs;            /* one filled buffer per worker, made untimed */
 } ImgBench;
 
 /* Claim the next request; false when none is left or one failed. */
@@ -99,14 +100,9 @@ static void img_bench_done(ImgBench *b)
 static void img_bench_worker(gpointer data, gpointer user_data)
 {
     ImgBench *b = user_data;
-    void *buf = NULL;
+    void *buf = b->bufs[GPOINTER_TO_INT(data) - 1];
     int64_t offset;
 
-    if (posix_memalign(&buf, 4096, MAX(b->bufsize, 1)) != 0) {
-        img_bench_fail(b, -ENOMEM);
-        return;
-    }
-    memset(buf, b->pattern, b->bufsize);
     while (img_bench_next(b, &offset)) {
         int ret;
 
@@ -124,7 +120,28 @@ static void img_bench_worker(gpointer data, gpointer user_data)
         }
         img_bench_done(b);
     }
-    free(buf);
+}
+
+/* Like QEMU's bench, buffers are allocated and filled before the clock. */
+static bool img_bench_alloc_bufs(ImgBench *b, int workers)
+{
+    b->bufs = g_new0(void *, workers);
+    for (int i = 0; i < workers; i++) {
+        if (posix_memalign(&b->bufs[i], 4096, MAX(b->bufsize, 1)) != 0) {
+            return false;
+        }
+        memset(b->bufs[i], b->pattern, b->bufsize);
+    }
+    return true;
+}
+
+static void img_bench_free_bufs(ImgBench *b, int workers)
+{
+    for (int i = 0; b->bufs && i < workers; i++) {
+        free(b->bufs[i]);
+    }
+    g_free(b->bufs);
+    b->bufs = NULL;
 }
 
 static int img_bench_run(ImgBench *b, int depth, bool quiet)
@@ -143,9 +160,15 @@ static int img_bench_run(ImgBench *b, int depth, bool quiet)
                b->flush_interval);
     }
     fflush(stdout);
+    if (!img_bench_alloc_bufs(b, workers)) {
+        img_bench_free_bufs(b, workers);
+        error_report("Could not allocate the request buffers");
+        return IMG_EXIT_FAILURE;
+    }
     t0 = g_get_monotonic_time();
     pool = g_thread_pool_new(img_bench_worker, b, workers, TRUE, &err);
     if (!pool) {
+        img_bench_free_bufs(b, workers);
         error_report("Could not start worker threads: %s", err->message);
         return IMG_EXIT_FAILURE;
     }
@@ -154,6 +177,7 @@ static int img_bench_run(ImgBench *b, int depth, bool quiet)
     }
     g_thread_pool_free(pool, FALSE, TRUE);
     t1 = g_get_monotonic_time();
+    img_bench_free_bufs(b, workers);
     if (b->error) {
         error_report("Failed request: %s", g_strerror(-b->error));
         return IMG_EXIT_FAILURE;
