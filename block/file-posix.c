@@ -44,6 +44,13 @@ typedef struct {
      * it need no fstat.  Atomic: requests run on several threads.
      */
     int64_t known_len;
+    /*
+     * Buffered writes to one file are serialized by the kernel anyway
+     * (the inode lock); taking turns here first makes waiting threads
+     * sleep instead of spinning on that lock, which cost a quarter of
+     * the CPU of 4 KiB writes from several NBD connections.
+     */
+    GMutex buffered_write_lock;
 } FileState;
 
 static int64_t file_getlength(BlockDriverState *bs);
@@ -210,6 +217,8 @@ static int file_open(BlockDriverState *bs, JsonObject *opts, int flags,
 
     s->fd = -1;
     s->direct = !!(flags & BDRV_O_NOCACHE);
+    /* Nothing to clear on a failed open: GLib's mutexes hold no resources. */
+    g_mutex_init(&s->buffered_write_lock);
     if (!take_file_opts(opts, s, &filename, errp)) {
         return -EINVAL;
     }
@@ -248,6 +257,7 @@ static void file_close(BlockDriverState *bs)
         close(s->fd); /* drops every OFD lock of this descriptor */
         s->fd = -1;
     }
+    g_mutex_clear(&s->buffered_write_lock);
 }
 
 /* O_DIRECT needs an aligned buffer; other opens use the caller's. */
@@ -308,22 +318,31 @@ static int file_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
         memcpy(bounce, buf, bytes);
         p = bounce;
     }
+    if (!s->direct) {
+        g_mutex_lock(&s->buffered_write_lock);
+    }
     while (done < bytes) {
         ssize_t n = pwrite(s->fd, p + done, bytes - done, offset + done);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
-            free(bounce);
-            return -errno;
+            done = -errno;
+            break;
         }
         if (n == 0) {
-            free(bounce);
-            return -EIO;
+            done = -EIO;
+            break;
         }
         done += n;
     }
+    if (!s->direct) {
+        g_mutex_unlock(&s->buffered_write_lock);
+    }
     free(bounce);
+    if (done < 0) {
+        return (int)done;
+    }
     file_note_length(s, offset + bytes);
     if ((flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
         return -errno;
