@@ -306,3 +306,26 @@ void img_progress_end(void)
     fflush(stdout);
     progress_on = false;
 }
+
+int img_common_opt(const ImgCmd *cmd, ImgOpenArgs *oa, int c, char **argv)
+{
+    switch (c) {
+    case 'f':
+        oa->fmt = optarg;
+        return IMG_OPT_CONTINUE;
+    case 'h':
+        return img_cmd_help(cmd);
+    case 'U':
+        oa->force_share = true;
+        return IMG_OPT_CONTINUE;
+    case IMG_OPT_IMAGE_OPTS:
+        oa->image_opts = true;
+        return IMG_OPT_CONTINUE;
+    case IMG_OPT_OBJECT: {
+        int r = img_handle_object(optarg);
+        return r >= 0 ? r : IMG_OPT_CONTINUE;
+    }
+    default:
+        return img_bad_option(c, argv);
+    }
+}

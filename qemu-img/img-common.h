@@ -105,6 +105,18 @@ typedef struct ImgOpenArgs {
     bool quiet;
 } ImgOpenArgs;
 
+/* img_common_opt() handled the option: go on parsing. */
+#define IMG_OPT_CONTINUE (-1)
+
+/*
+ * The options the image-opening subcommands share (-f, -h, -U,
+ * --image-opts, --object) and the error for an unknown one.  Each command
+ * lists in its getopt strings only those it offers, and passes every
+ * option it does not handle itself here.  Returns IMG_OPT_CONTINUE or an
+ * exit code.
+ */
+int img_common_opt(const ImgCmd *cmd, ImgOpenArgs *oa, int c, char **argv);
+
 /*
  * Open an image for a subcommand.  Prints "Could not open 'F': why" and
  * returns NULL on failure.  Warns like QEMU when raw was probed for a

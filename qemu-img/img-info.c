@@ -17,9 +17,7 @@
 #include "img-cmds.h"
 
 typedef struct {
-    const char *fmt;
-    bool image_opts;
-    bool force_share;
+    ImgOpenArgs oa;         /* fmt, image_opts, force_share */
     bool chain;
     ImgOutputFormat output;
 } ImgInfoArgs;
@@ -140,8 +138,8 @@ static JsonArray *img_info_chain(const char *filename, ImgInfoArgs *a)
                                                        g_str_equal, g_free,
                                                        NULL);
     g_autofree char *name = g_strdup(filename);
-    g_autofree char *fmt = g_strdup(a->fmt);
-    bool image_opts = a->image_opts;
+    g_autofree char *fmt = g_strdup(a->oa.fmt);
+    bool image_opts = a->oa.image_opts;
 
     while (name) {
         JsonObject *info;
@@ -151,7 +149,7 @@ static JsonArray *img_info_chain(const char *filename, ImgInfoArgs *a)
                          name);
             return NULL;
         }
-        info = img_info_collect(name, fmt, image_opts, a->force_share);
+        info = img_info_collect(name, fmt, image_opts, a->oa.force_share);
         if (!info) {
             return NULL;
         }
@@ -187,14 +185,6 @@ int img_info(const ImgCmd *cmd, int argc, char **argv)
 
     while ((c = getopt_long(argc, argv, ":f:hU", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'f':
-            a.fmt = optarg;
-            break;
-        case 'h':
-            return img_cmd_help(cmd);
-        case 'U':
-            a.force_share = true;
-            break;
         case IMG_OPT_OUTPUT:
             if (!img_parse_output(optarg, &a.output)) {
                 return IMG_EXIT_FAILURE;
@@ -203,17 +193,12 @@ int img_info(const ImgCmd *cmd, int argc, char **argv)
         case IMG_OPT_BACKING_CHAIN:
             a.chain = true;
             break;
-        case IMG_OPT_IMAGE_OPTS:
-            a.image_opts = true;
-            break;
-        case IMG_OPT_OBJECT:
-            r = img_handle_object(optarg);
-            if (r >= 0) {
+        default:
+            r = img_common_opt(cmd, &a.oa, c, argv);
+            if (r != IMG_OPT_CONTINUE) {
                 return r;
             }
             break;
-        default:
-            return img_bad_option(c, argv);
         }
     }
     if (optind != argc - 1) {

@@ -128,14 +128,6 @@ int img_map(const ImgCmd *cmd, int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":f:hUs:l:", long_opts,
                             NULL)) != -1) {
         switch (c) {
-        case 'f':
-            oa.fmt = optarg;
-            break;
-        case 'h':
-            return img_cmd_help(cmd);
-        case 'U':
-            oa.force_share = true;
-            break;
         case 's':
             start = img_cvtnum("start offset", optarg);
             if (start < 0) {
@@ -153,20 +145,15 @@ int img_map(const ImgCmd *cmd, int argc, char **argv)
                 return IMG_EXIT_FAILURE;
             }
             break;
-        case IMG_OPT_IMAGE_OPTS:
-            oa.image_opts = true;
-            break;
         case IMG_OPT_BITMAPS:
             bitmap = optarg;
             break;
-        case IMG_OPT_OBJECT:
-            r = img_handle_object(optarg);
-            if (r >= 0) {
+        default:
+            r = img_common_opt(cmd, &oa, c, argv);
+            if (r != IMG_OPT_CONTINUE) {
                 return r;
             }
             break;
-        default:
-            return img_bad_option(c, argv);
         }
     }
     if (optind != argc - 1) {

@@ -116,11 +116,6 @@ int img_resize(const ImgCmd *cmd, int argc, char **argv)
     }
     while ((c = getopt_long(argc, argv, ":f:hq", long_opts, NULL)) != -1) {
         switch (c) {
-        case 'f':
-            oa.fmt = optarg;
-            break;
-        case 'h':
-            return img_cmd_help(cmd);
         case 'q':
             oa.quiet = true;
             break;
@@ -135,17 +130,12 @@ int img_resize(const ImgCmd *cmd, int argc, char **argv)
         case IMG_OPT_SHRINK:
             shrink = true;
             break;
-        case IMG_OPT_IMAGE_OPTS:
-            oa.image_opts = true;
-            break;
-        case IMG_OPT_OBJECT:
-            r = img_handle_object(optarg);
-            if (r >= 0) {
+        default:
+            r = img_common_opt(cmd, &oa, c, argv);
+            if (r != IMG_OPT_CONTINUE) {
                 return r;
             }
             break;
-        default:
-            return img_bad_option(c, argv);
         }
     }
     if (!size_arg && optind < argc) {
