@@ -279,6 +279,27 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *bm, int64_t offset,
     return ret;
 }
 
+bool bdrv_dirty_bitmap_walk_dirty_areas(BdrvDirtyBitmap *bm, int64_t offset,
+                                        int64_t end,
+                                        BdrvDirtyAreaFn fn, void *opaque)
+{
+    if (offset < 0 || end <= offset || !dbm_ensure_loaded(bm)) {
+        return false;
+    }
+    /*
+     * One lock for the whole walk: a block status reply over a sparse
+     * bitmap has hundreds of areas, and a lock round trip per area cost
+     * more than finding the area.  @fn must not block.
+     */
+    bm_lock(bm);
+    if (bm->hb) {
+        hbitmap_walk_dirty_areas(bm->hb, (uint64_t)offset, (uint64_t)end,
+                                 fn, opaque);
+    }
+    bm_unlock(bm);
+    return true;
+}
+
 bool bdrv_dirty_bitmap_status(BdrvDirtyBitmap *bm, int64_t offset,
                               int64_t bytes, int64_t *pnum)
 {

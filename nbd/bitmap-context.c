@@ -14,40 +14,70 @@
 
 #include <errno.h>
 
+typedef struct ExtentWalk {
+    NbdExtents *ex;
+    uint64_t pos;           /* where the next extent starts */
+    bool stopped;           /* the reply is full (or covers the request) */
+} ExtentWalk;
+
 /* One call per dirty area: the clean gap before it, then the area. */
+static bool add_dirty_area(uint64_t start, uint64_t count, void *opaque)
+{
+    ExtentWalk *w = opaque;
+    NbdExtents *ex = w->ex;
+    uint32_t *p;
+
+    /*
+     * Fast path: areas are maximal runs and the walk stays inside the
+     * request, so gaps and areas alternate (nothing to merge, nothing to
+     * cut) and only the room for two more extents needs checking.
+     */
+    if (ex->cap - ex->count >= 2) {
+        p = &ex->pairs[2 * ex->count];
+        if (start > w->pos) {
+            *p++ = (uint32_t)(start - w->pos);
+            *p++ = 0;
+            ex->count++;
+        }
+        p[0] = (uint32_t)count;
+        p[1] = NBD_STATE_DIRTY;
+        ex->count++;
+        ex->total += start + count - w->pos;
+    } else if ((start > w->pos &&
+                !nbd_extents_append(ex, start - w->pos, 0)) ||
+               !nbd_extents_append(ex, count, NBD_STATE_DIRTY)) {
+        w->stopped = true;
+        return false;
+    }
+    w->pos = start + count;
+    if (ex->total >= ex->limit) {
+        w->stopped = true;
+        return false;
+    }
+    return true;
+}
+
 static int bitmap_extents(void *opaque, uint64_t offset, uint64_t length,
                           NbdExtents *ex)
 {
     BdrvDirtyBitmap *bm = opaque;
     uint64_t end = offset + length;
     uint64_t bend = MIN(end, bdrv_dirty_bitmap_size(bm));
+    ExtentWalk w = { .ex = ex, .pos = offset };
 
     if (bdrv_dirty_bitmap_inconsistent(bm)) {
         return -EIO;
     }
-    while (offset < bend) {
-        int64_t start, count;
-
-        if (!bdrv_dirty_bitmap_next_dirty_area(bm, (int64_t)offset,
-                                               (int64_t)bend,
-                                               (int64_t)length, &start,
-                                               &count)) {
-            break;
-        }
-        if ((uint64_t)start > offset &&
-            !nbd_extents_add(ex, (uint64_t)start - offset, 0)) {
-            goto out;
-        }
-        if (!nbd_extents_add(ex, (uint64_t)count, NBD_STATE_DIRTY)) {
-            goto out;
-        }
-        offset = (uint64_t)(start + count);
+    if (offset < bend &&
+        !bdrv_dirty_bitmap_walk_dirty_areas(bm, (int64_t)offset,
+                                            (int64_t)bend, add_dirty_area,
+                                            &w)) {
+        return -EIO;
     }
     /* Clean to the end (also past the bitmap's size if the node grew). */
-    if (offset < end) {
-        nbd_extents_add(ex, end - offset, 0);
+    if (!w.stopped && w.pos < end) {
+        nbd_extents_append(ex, end - w.pos, 0);
     }
-out:
     /* A failed lazy load shows up as inconsistency: do not trust it. */
     return bdrv_dirty_bitmap_inconsistent(bm) ? -EIO : 0;
 }

@@ -111,34 +111,23 @@ void nbd_extents_clear(NbdExtents *ex)
     ex->cap = 0;
 }
 
-bool nbd_extents_add(NbdExtents *ex, uint64_t length, uint32_t flags)
+bool nbd_extents_grow(NbdExtents *ex)
 {
-    uint64_t room = ex->limit - ex->total;
+    uint32_t ncap;
 
-    if (length > room) {
-        length = room;
-    }
-    if (length == 0) {
+    if (ex->count == ex->max) {
         return false;
     }
-    if (ex->count > 0 && ex->pairs[2 * ex->count - 1] == flags &&
-        (uint64_t)ex->pairs[2 * ex->count - 2] + length <= UINT32_MAX) {
-        ex->pairs[2 * ex->count - 2] += (uint32_t)length;
-    } else {
-        if (ex->count == ex->max) {
-            return false;
-        }
-        if (ex->count == ex->cap) {
-            uint32_t ncap = MIN(MAX(16u, ex->cap * 2u), ex->max);
-            ex->pairs = g_renew(uint32_t, ex->pairs, 2 * (size_t)ncap);
-            ex->cap = ncap;
-        }
-        ex->pairs[2 * ex->count] = (uint32_t)length;
-        ex->pairs[2 * ex->count + 1] = flags;
-        ex->count++;
-    }
-    ex->total += length;
-    return ex->total < ex->limit;
+    /* Start big enough for a typical sparse bitmap reply (8 KiB). */
+    ncap = MIN(MAX(1024u, ex->cap * 2u), ex->max);
+    ex->pairs = g_renew(uint32_t, ex->pairs, 2 * (size_t)ncap);
+    ex->cap = ncap;
+    return true;
+}
+
+bool nbd_extents_add(NbdExtents *ex, uint64_t length, uint32_t flags)
+{
+    return nbd_extents_append(ex, length, flags);
 }
 
 static uint32_t base_allocation_flags(int status)

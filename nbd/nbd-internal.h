@@ -103,6 +103,40 @@ struct NbdExtents {
 
 void nbd_extents_init(NbdExtents *ex, uint64_t limit, uint32_t max);
 void nbd_extents_clear(NbdExtents *ex);
+/* Room for one more extent; false when @ex already holds max extents. */
+bool nbd_extents_grow(NbdExtents *ex);
+
+/*
+ * Append an extent, merged into the previous one when the flags match,
+ * cut at the request's length.  False once the extents cover the request
+ * or no more fit: the caller stops.  nbd_extents_add() out of line;
+ * inline here because a reply over a sparse bitmap has hundreds.
+ */
+static inline bool nbd_extents_append(NbdExtents *ex, uint64_t length,
+                                      uint32_t flags)
+{
+    uint64_t room = ex->limit - ex->total;
+    uint32_t *last = ex->count ? &ex->pairs[2 * ex->count - 2] : NULL;
+
+    if (length > room) {
+        length = room;
+    }
+    if (length == 0) {
+        return false;
+    }
+    if (last && last[1] == flags && (uint64_t)last[0] + length <= UINT32_MAX) {
+        last[0] += (uint32_t)length;
+    } else {
+        if (ex->count == ex->cap && !nbd_extents_grow(ex)) {
+            return false;
+        }
+        ex->pairs[2 * ex->count] = (uint32_t)length;
+        ex->pairs[2 * ex->count + 1] = flags;
+        ex->count++;
+    }
+    ex->total += length;
+    return ex->total < ex->limit;
+}
 /* Fill @ex for context @ctx of @exp; 0 or -errno. */
 int nbd_meta_extents(NbdExport *exp, const NbdMetaContext *ctx,
                      uint64_t offset, uint64_t length, NbdExtents *ex);

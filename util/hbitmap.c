@@ -495,6 +495,67 @@ bool hbitmap_next_dirty_area(const HBitmap *hb, uint64_t offset, uint64_t end,
     return true;
 }
 
+void hbitmap_walk_dirty_areas(const HBitmap *hb, uint64_t offset,
+                              uint64_t end, HBitmapAreaFn fn, void *opaque)
+{
+    const uint64_t *words = hb->levels[0];
+    uint64_t first, last, lw, limit, bit;
+
+    if (end <= offset || !hb_bit_range(hb, offset, end - offset, &first,
+                                       &last)) {
+        return;
+    }
+    lw = last >> HB_SHIFT;
+    limit = MIN(end, hb->size);
+    bit = first;
+    while (bit <= last) {
+        uint64_t w = bit >> HB_SHIFT;
+        uint64_t word = words[w] & mask_from(bit);
+        uint64_t run_end, start, stop;
+
+        /*
+         * Areas of a sparse bitmap are usually a word or two apart: look
+         * at the next word before asking the summary levels.
+         */
+        if (!word && w < lw && words[w + 1]) {
+            word = words[++w];
+        }
+        if (!word && w < lw && hb->nlevels > 1) {
+            /* The summary word above says which of the next words is set. */
+            uint64_t up = hb->levels[1][(w + 1) >> HB_SHIFT] &
+                          mask_from(w + 1);
+            if (up) {
+                w = ((w + 1) & ~(uint64_t)63) + ctz64(up);
+                word = words[w];
+            }
+        }
+        if (!word) {
+            int64_t next = hb_find_set(hb, (w + 1) << HB_SHIFT);
+            if (next < 0 || (uint64_t)next > last) {
+                return;
+            }
+            w = (uint64_t)next >> HB_SHIFT;
+            word = words[w] & mask_from((uint64_t)next);
+        }
+        bit = (w << HB_SHIFT) + ctz64(word);
+        if (bit > last) {
+            return;
+        }
+        /* The run usually ends in the same word. */
+        word = ~words[w] & mask_from(bit);
+        while (!word && w < lw) {
+            word = ~words[++w];
+        }
+        run_end = word ? (w << HB_SHIFT) + ctz64(word) : last + 1;
+        start = MAX(offset, bit << hb->gran_bits);
+        stop = run_end > last ? limit : run_end << hb->gran_bits;
+        if (!fn(start, stop - start, opaque)) {
+            return;
+        }
+        bit = run_end + 1;      /* run_end itself is clean */
+    }
+}
+
 bool hbitmap_range_all_clean(const HBitmap *hb, uint64_t offset,
                              uint64_t bytes)
 {

@@ -254,6 +254,16 @@ bool bdrv_dirty_bitmap_next_dirty_area(BdrvDirtyBitmap *bm, int64_t offset,
                                        int64_t *dirty_start,
                                        int64_t *dirty_count);
 /*
+ * Call @fn for each dirty area overlapping [offset, end), in order and cut
+ * at @end, with the bitmap locked; @fn returns false to stop early and
+ * must not block or touch the bitmap.  False if the contents could not be
+ * loaded (then the bitmap is inconsistent and @fn was not called).
+ */
+typedef HBitmapAreaFn BdrvDirtyAreaFn;
+bool bdrv_dirty_bitmap_walk_dirty_areas(BdrvDirtyBitmap *bm, int64_t offset,
+                                        int64_t end, BdrvDirtyAreaFn fn,
+                                        void *opaque);
+/*
  * Status of the extent starting at @offset: returns whether it is dirty
  * and stores in *pnum how many bytes (at most @bytes, clamped to the
  * size) share that status.  For NBD block status and `map --bitmap`.

@@ -185,6 +185,46 @@ static void check_model(const HBitmap *hb, const Model *m, bool full)
     g_assert_false(hbitmap_get(hb, m->size));
 }
 
+typedef struct Areas {
+    GArray *a;              /* start, bytes pairs */
+    guint stop_after;       /* 0: never stop */
+} Areas;
+
+static bool collect_area(uint64_t start, uint64_t bytes, void *opaque)
+{
+    Areas *w = opaque;
+
+    g_array_append_val(w->a, start);
+    g_array_append_val(w->a, bytes);
+    return w->a->len / 2 != w->stop_after;
+}
+
+/*
+ * hbitmap_walk_dirty_areas() over [off, end) gives the areas a
+ * model_area() loop gives, and stops when its callback says so.
+ */
+static void check_walk(const HBitmap *hb, const Model *m, uint64_t off,
+                       uint64_t end, guint stop_after)
+{
+    g_autoptr(GArray) a = g_array_new(FALSE, FALSE, sizeof(uint64_t));
+    Areas w = { .a = a, .stop_after = stop_after };
+    uint64_t s, l;
+    guint i = 0;
+
+    hbitmap_walk_dirty_areas(hb, off, end, collect_area, &w);
+    while (model_area(m, off, end, UINT64_MAX, &s, &l)) {
+        if (stop_after && i / 2 == stop_after) {
+            break;
+        }
+        g_assert_cmpuint(i + 1, <, a->len);
+        g_assert_cmpuint(g_array_index(a, uint64_t, i), ==, s);
+        g_assert_cmpuint(g_array_index(a, uint64_t, i + 1), ==, l);
+        i += 2;
+        off = s + l;
+    }
+    g_assert_cmpuint(i, ==, a->len);
+}
+
 /* Walk every dirty extent with next_dirty_area and compare. */
 static void check_extents(const HBitmap *hb, const Model *m, uint64_t max)
 {
@@ -202,6 +242,9 @@ static void check_extents(const HBitmap *hb, const Model *m, uint64_t max)
             off = s1 + l1;
         }
     } while (f1);
+    if (max == UINT64_MAX) {
+        check_walk(hb, m, 0, UINT64_MAX, 0);
+    }
 }
 
 static void check_serialized(const HBitmap *hb, const Model *m)
@@ -310,6 +353,8 @@ static void op_query(GRand *r, HBitmap *hb, Model *m)
     g_assert_cmpint(f1, ==, f2);
     g_assert_cmpuint(s1, ==, s2);
     g_assert_cmpuint(l1, ==, l2);
+    check_walk(hb, m, off, sat_end(off, bytes),
+               (guint)g_rand_int_range(r, 0, 4));
 }
 
 static void op_serialize_part(GRand *r, HBitmap *hb, Model *m)
