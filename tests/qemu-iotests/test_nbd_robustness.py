@@ -181,6 +181,28 @@ class TestRequests(RobustBase):
         self.assert_healthy()
 
 
+    def test_34_writes_not_held_up_by_a_client_that_does_not_read(self):
+        # While two clients write, small writes of both go to the export's
+        # one writer thread; a client that stops reading its replies must
+        # not stall the other's writes there.
+        a = self.client()
+        for i in range(8):
+            a.request(N.CMD_WRITE, 4 * MiB + i * 4096, data=os.urandom(4096))
+        for i in range(24):
+            a.request(N.CMD_READ, 0, MiB)       # 24 MiB of replies, unread
+        for i in range(8):
+            a.request(N.CMD_WRITE, 5 * MiB + i * 4096, data=os.urandom(4096))
+        b = self.client()
+        data = [os.urandom(4096) for _ in range(256)]
+        for i, d in enumerate(data):
+            b.request(N.CMD_WRITE, 8 * MiB + i * 4096, data=d)
+        for _ in data:
+            self.assertEqual(b.reply().error, 0)
+        for i in range(0, 256, 37):
+            self.assertEqual(b.read(8 * MiB + i * 4096, 4096), data[i])
+        b.disconnect()
+        self.assert_healthy()
+
 class TestReadOnly(RobustBase):
     EXTRA = ('-r',)
 
