@@ -1,5 +1,5 @@
 /*
- * Write-back cache of cluster-sized metadata tables (L2 tables, refcount
+ * Write-back cache of metadata tables (slices of L2 tables, refcount
  * blocks), with LRU eviction and write ordering between caches: when a
  * cache depends on another, its dirty tables reach the file only after the
  * other cache has been written and the file synced.  That is how "a
@@ -17,7 +17,7 @@ typedef struct Qcow2CacheEntry {
     void *table;
     int ref;
     bool dirty;
-    uint64_t lru;
+    GList link;             /* in Qcow2Cache.lru; data points here */
 } Qcow2CacheEntry;
 
 struct Qcow2Cache {
@@ -28,7 +28,12 @@ struct Qcow2Cache {
     Qcow2MetaKind kind;
     GHashTable *index;      /* offset -> slot + 1 */
     Qcow2Cache *depends;
-    uint64_t lru_counter;
+    /*
+     * Most recently used first; empty slots go to the tail, where
+     * eviction looks first.  A list rather than a scan: with small L2
+     * slices the cache has thousands of entries.
+     */
+    GQueue lru;
 };
 
 Qcow2Cache *qcow2_cache_new(int tables, uint64_t table_size,
@@ -43,8 +48,11 @@ Qcow2Cache *qcow2_cache_new(int tables, uint64_t table_size,
         return NULL;
     }
     c->entries = g_new0(Qcow2CacheEntry, c->size);
+    g_queue_init(&c->lru);
     for (int i = 0; i < c->size; i++) {
         c->entries[i].table = c->tables + (size_t)i * table_size;
+        c->entries[i].link.data = &c->entries[i];
+        g_queue_push_tail_link(&c->lru, &c->entries[i].link);
     }
     c->table_size = table_size;
     c->kind = kind;
@@ -118,23 +126,26 @@ static int entry_write(BlockDriverState *bs, Qcow2Cache *c, int i)
     return 0;
 }
 
+/* Move an emptied slot to the tail: the next one to be reused. */
+static void make_empty(Qcow2Cache *c, int i)
+{
+    c->entries[i].offset = 0;
+    c->entries[i].dirty = false;
+    g_queue_unlink(&c->lru, &c->entries[i].link);
+    g_queue_push_tail_link(&c->lru, &c->entries[i].link);
+}
+
 /* Pick a slot for a new table: an empty one, else the least recently used. */
 static int pick_victim(BlockDriverState *bs, Qcow2Cache *c)
 {
     int best = -1;
     int ret;
 
-    for (int i = 0; i < c->size; i++) {
-        Qcow2CacheEntry *e = &c->entries[i];
-        if (e->ref) {
-            continue;
-        }
-        if (!e->offset) {
-            best = i;
+    for (GList *l = c->lru.tail; l; l = l->prev) {
+        Qcow2CacheEntry *e = l->data;
+        if (!e->ref) {
+            best = (int)(e - c->entries);
             break;
-        }
-        if (best < 0 || e->lru < c->entries[best].lru) {
-            best = i;
         }
     }
     if (best < 0) {
@@ -176,7 +187,10 @@ static int cache_do_get(BlockDriverState *bs, Qcow2Cache *c,
                             GINT_TO_POINTER(i + 1));
     }
     c->entries[i].ref++;
-    c->entries[i].lru = ++c->lru_counter;
+    if (c->lru.head != &c->entries[i].link) {
+        g_queue_unlink(&c->lru, &c->entries[i].link);
+        g_queue_push_head_link(&c->lru, &c->entries[i].link);
+    }
     *table = c->entries[i].table;
     return 0;
 }
@@ -255,16 +269,17 @@ int qcow2_cache_set_dependency(BlockDriverState *bs, Qcow2Cache *c,
     return 0;
 }
 
-void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset)
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset, uint64_t bytes)
 {
-    int i = find_slot(c, offset);
+    for (uint64_t o = offset; o < offset + bytes; o += c->table_size) {
+        int i = find_slot(c, o);
 
-    if (i < 0 || c->entries[i].ref) {
-        return; /* a table in use stays: only a corrupt image gets here */
+        if (i < 0 || c->entries[i].ref) {
+            continue; /* a table in use stays: only a corrupt image */
+        }
+        g_hash_table_remove(c->index, GSIZE_TO_POINTER(o));
+        make_empty(c, i);
     }
-    g_hash_table_remove(c->index, GSIZE_TO_POINTER(offset));
-    c->entries[i].offset = 0;
-    c->entries[i].dirty = false;
 }
 
 int qcow2_cache_empty(BlockDriverState *bs, Qcow2Cache *c)
@@ -280,7 +295,9 @@ int qcow2_cache_empty(BlockDriverState *bs, Qcow2Cache *c)
         }
     }
     for (int i = 0; i < c->size; i++) {
-        c->entries[i].offset = 0;
+        if (c->entries[i].offset) {
+            make_empty(c, i);
+        }
     }
     g_hash_table_remove_all(c->index);
     return 0;

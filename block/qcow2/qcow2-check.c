@@ -188,7 +188,7 @@ static int check_l2(Qcow2CheckRefs *r, uint64_t l2_off, bool active)
         changed |= check_l2_entry(r, &t[i], active);
     }
     if (changed) {
-        qcow2_cache_discard(s->l2_cache, l2_off);
+        qcow2_cache_discard(s->l2_cache, l2_off, s->cluster_size);
         ret = write_table(bs, QCOW2_META_L2, l2_off, t, s->cluster_size);
         if (ret < 0) {
             r->res->check_errors++;
@@ -395,7 +395,7 @@ static int compare_refcounts(Qcow2CheckRefs *r, uint64_t *highest)
             }
         }
         if (dirty) {
-            qcow2_cache_discard(s->refblock_cache, off);
+            qcow2_cache_discard(s->refblock_cache, off, s->cluster_size);
             ret = write_table(bs, QCOW2_META_REFBLOCK, off, blk,
                               s->cluster_size);
             if (ret < 0) {
@@ -625,7 +625,7 @@ static int check_copied_flags(Qcow2CheckRefs *r)
             }
         }
         if (changed) {
-            qcow2_cache_discard(s->l2_cache, off);
+            qcow2_cache_discard(s->l2_cache, off, s->cluster_size);
             if (write_table(bs, QCOW2_META_L2, off, t, s->cluster_size) < 0) {
                 r->res->check_errors++;
             }

@@ -1,8 +1,9 @@
 /*
  * Guest-to-host cluster mapping: the L1 table (in memory, written entry by
- * entry), L2 tables (through the L2 cache), entry validation, linking
- * newly written clusters, zeroing and discarding whole clusters, growing
- * the L1 table and metadata preallocation.  Lock held throughout.
+ * entry), L2 tables (through the L2 cache, a slice at a time), entry
+ * validation, linking newly written clusters, zeroing and discarding whole
+ * clusters, growing the L1 table and metadata preallocation.  Lock held
+ * throughout.
  *
  * Ordering (docs/interop/qcow2.md, "Update ordering"): a new L2 table is
  * written and synced before the L1 entry points at it; a new L2 entry
@@ -166,6 +167,7 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     uint64_t in_cluster = qcow2_offset_in_cluster(s, offset);
     uint64_t left = (s->l2_entries - l2_index) * s->cluster_size -
                     in_cluster;
+    uint64_t sidx = l2_index & (s->l2_slice_entries - 1);
     uint64_t want, n = 1, first, base, off;
     uint64_t *table;
     int ret;
@@ -177,13 +179,18 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     *pnum = want;
     ret = l2_offset(bs, l1_index, &off);
     if (ret < 0 || !off) {
-        return ret;
+        return ret;             /* no table: the whole range is unallocated */
     }
-    ret = qcow2_cache_get(bs, s->l2_cache, off, (void **)&table);
+    /* One cache entry (slice of the table) at a time. */
+    want = MIN(want, (s->l2_slice_entries - sidx) * s->cluster_size -
+                         in_cluster);
+    *pnum = want;
+    ret = qcow2_cache_get(bs, s->l2_cache, off + (l2_index - sidx) * 8,
+                          (void **)&table);
     if (ret < 0) {
         return ret;
     }
-    first = ldq_be(&table[l2_index]);
+    first = ldq_be(&table[sidx]);
     *type = qcow2_l2_entry_type(s, first);
     ret = check_entry(bs, first, *type, off, l2_index);
     if (ret < 0) {
@@ -193,7 +200,7 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
     if (*type != QCOW2_CLUSTER_COMPRESSED) {
         uint64_t need = DIV_ROUND_UP(in_cluster + want, s->cluster_size);
         for (; n < need; n++) {
-            uint64_t e = ldq_be(&table[l2_index + n]);
+            uint64_t e = ldq_be(&table[sidx + n]);
             if (qcow2_l2_entry_type(s, e) != *type) {
                 break;
             }
@@ -240,8 +247,12 @@ static int write_l1_entry(BlockDriverState *bs, uint64_t i)
     return bdrv_pwrite(bs->file, off, 8, b, 0);
 }
 
-/* A new, zeroed L2 table for L1 entry @i, stable before L1 points at it. */
-static int l2_allocate(BlockDriverState *bs, uint64_t i, uint64_t **table)
+/*
+ * A new, zeroed L2 table for L1 entry @i, stable (with its refcount)
+ * before L1 points at it.  Written straight to the file: the cache holds
+ * slices, and only the one a caller needs is worth keeping.
+ */
+static int l2_allocate(BlockDriverState *bs, uint64_t i, uint64_t *l2_off)
 {
     Qcow2State *s = bs->opaque;
     int64_t off;
@@ -252,17 +263,17 @@ static int l2_allocate(BlockDriverState *bs, uint64_t i, uint64_t **table)
         return (int)off;
     }
     qcow2_meta_add(s, off, s->cluster_size, QCOW2_META_L2);
-    ret = qcow2_cache_get_empty(bs, s->l2_cache, off, (void **)table);
-    if (ret < 0) {
-        goto fail;
-    }
-    memset(*table, 0, s->cluster_size);
-    qcow2_cache_mark_dirty(s->l2_cache, *table);
-    if (!s->lazy_refcounts) {
-        ret = qcow2_cache_set_dependency(bs, s->l2_cache, s->refblock_cache);
+    /* Nothing cached from an earlier life of the cluster. */
+    qcow2_cache_discard(s->l2_cache, (uint64_t)off, s->cluster_size);
+    ret = qcow2_pre_write_check(bs, QCOW2_META_L2, (uint64_t)off,
+                                s->cluster_size);
+    if (ret == 0) {
+        ret = bdrv_pwrite_zeroes(bs->file, (uint64_t)off, s->cluster_size,
+                                 0);
     }
     if (ret == 0) {
-        ret = qcow2_cache_flush(bs, s->l2_cache);
+        ret = s->lazy_refcounts ? bdrv_flush(bs->file)
+                                : qcow2_cache_flush(bs, s->refblock_cache);
     }
     if (ret == 0) {
         s->l1_table[i] = (uint64_t)off | QCOW2_OFLAG_COPIED;
@@ -272,26 +283,31 @@ static int l2_allocate(BlockDriverState *bs, uint64_t i, uint64_t **table)
         }
     }
     if (ret < 0) {
-        qcow2_cache_put(s->l2_cache, (void **)table);
-        qcow2_cache_discard(s->l2_cache, off);
-        goto fail;
+        qcow2_meta_remove(s, (uint64_t)off, s->cluster_size);
+        qcow2_free_clusters(bs, (uint64_t)off, s->cluster_size);
+        return ret;
     }
+    *l2_off = (uint64_t)off;
     return 0;
-fail:
-    qcow2_meta_remove(s, off, s->cluster_size);
-    qcow2_free_clusters(bs, off, s->cluster_size);
-    return ret;
 }
 
-/* The L2 table for guest @offset, allocated when @alloc and missing. */
-static int get_l2_table(BlockDriverState *bs, uint64_t offset, bool alloc,
-                        uint64_t **table)
+/*
+ * The L2 slice for guest @offset (allocating the table when @alloc and it
+ * is missing; *table NULL when it is missing and not @alloc), and the
+ * index of @offset's entry in it.
+ */
+static int get_l2_slice(BlockDriverState *bs, uint64_t offset, bool alloc,
+                        uint64_t **table, uint64_t *sidx)
 {
     Qcow2State *s = bs->opaque;
     uint64_t i = offset >> (s->cluster_bits + s->l2_bits), off;
+    uint64_t l2_index = (offset >> s->cluster_bits) & (s->l2_entries - 1);
+    uint64_t slice;
     int ret;
 
     *table = NULL;
+    *sidx = l2_index & (s->l2_slice_entries - 1);
+    slice = (l2_index - *sidx) * 8;
     if (i >= s->l1_size) {
         return -EIO;
     }
@@ -304,16 +320,29 @@ static int get_l2_table(BlockDriverState *bs, uint64_t offset, bool alloc,
         return -ENOTSUP;
     }
     if (off) {
-        return qcow2_cache_get(bs, s->l2_cache, off, (void **)table);
+        return qcow2_cache_get(bs, s->l2_cache, off + slice, (void **)table);
     }
-    return alloc ? l2_allocate(bs, i, table) : 0;
+    if (!alloc) {
+        return 0;
+    }
+    ret = l2_allocate(bs, i, &off);
+    if (ret < 0) {
+        return ret;
+    }
+    /* The file holds zeroes there: a clean entry, nothing to read. */
+    ret = qcow2_cache_get_empty(bs, s->l2_cache, off + slice,
+                                (void **)table);
+    if (ret == 0) {
+        memset(*table, 0, s->l2_slice_entries * 8);
+    }
+    return ret;
 }
 
 int qcow2_prepare_l2(BlockDriverState *bs, uint64_t offset)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t *table;
-    int ret = get_l2_table(bs, offset, true, &table);
+    uint64_t *table, sidx;
+    int ret = get_l2_slice(bs, offset, true, &table, &sidx);
 
     if (ret == 0) {
         qcow2_cache_put(s->l2_cache, (void **)&table);
@@ -325,22 +354,21 @@ int qcow2_count_alloc_clusters(BlockDriverState *bs, uint64_t offset,
                                uint64_t max, uint64_t *count)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t l2_index = (offset >> s->cluster_bits) & (s->l2_entries - 1);
     uint64_t n = 0;
-    uint64_t *table;
+    uint64_t *table, sidx;
     int ret;
 
-    max = MIN(max, s->l2_entries - l2_index);
-    ret = get_l2_table(bs, offset, false, &table);
+    ret = get_l2_slice(bs, offset, false, &table, &sidx);
     if (ret < 0) {
         return ret;
     }
+    max = MIN(max, s->l2_slice_entries - sidx);
     if (!table) {
         *count = max;
         return 0;
     }
     for (; n < max; n++) {
-        uint64_t e = ldq_be(&table[l2_index + n]);
+        uint64_t e = ldq_be(&table[sidx + n]);
         if (qcow2_l2_entry_type(s, e) == QCOW2_CLUSTER_NORMAL &&
             (e & QCOW2_OFLAG_COPIED)) {
             break;
@@ -351,7 +379,7 @@ int qcow2_count_alloc_clusters(BlockDriverState *bs, uint64_t offset,
     return 0;
 }
 
-/* Apply @fn to @count entries from @offset (one L2 table), then free. */
+/* Apply @fn to @count entries from @offset (one L2 slice), then free. */
 typedef uint64_t (*EntryFn)(Qcow2State *s, BlockDriverState *bs,
                             uint64_t old, uint64_t arg, bool *free_old);
 
@@ -360,21 +388,20 @@ static int update_entries(BlockDriverState *bs, uint64_t offset,
                           uint64_t arg, uint64_t step)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t l2_index = (offset >> s->cluster_bits) & (s->l2_entries - 1);
     g_autofree uint64_t *freed = g_try_new(uint64_t, count);
     uint64_t nfreed = 0;
-    uint64_t *table;
+    uint64_t *table, sidx;
     bool dirty = false;
     int ret;
 
     if (!freed) {
         return -ENOMEM;
     }
-    g_assert(l2_index + count <= s->l2_entries);
-    ret = get_l2_table(bs, offset, alloc, &table);
+    ret = get_l2_slice(bs, offset, alloc, &table, &sidx);
     if (ret < 0 || !table) {
         return ret;
     }
+    g_assert(sidx + count <= s->l2_slice_entries);
     if (!s->lazy_refcounts) {
         ret = qcow2_cache_set_dependency(bs, s->l2_cache, s->refblock_cache);
         if (ret < 0) {
@@ -383,11 +410,11 @@ static int update_entries(BlockDriverState *bs, uint64_t offset,
         }
     }
     for (uint64_t i = 0; i < count; i++) {
-        uint64_t old = ldq_be(&table[l2_index + i]);
+        uint64_t old = ldq_be(&table[sidx + i]);
         bool free_old = false;
         uint64_t e = fn(s, bs, old, arg + i * step, &free_old);
         if (e != old) {
-            stq_be(&table[l2_index + i], e);
+            stq_be(&table[sidx + i], e);
             dirty = true;
         }
         if (free_old) {
@@ -424,13 +451,32 @@ static uint64_t link_fn(Qcow2State *s, BlockDriverState *bs, uint64_t old,
     return host | QCOW2_OFLAG_COPIED;
 }
 
+/* Whole slices at a time, from @offset's slice on. */
+static uint64_t slice_chunk(Qcow2State *s, uint64_t offset, uint64_t count)
+{
+    uint64_t l2_index = (offset >> s->cluster_bits) & (s->l2_entries - 1);
+
+    return MIN(count, s->l2_slice_entries -
+                          (l2_index & (s->l2_slice_entries - 1)));
+}
+
 int qcow2_link_clusters(BlockDriverState *bs, uint64_t offset,
                         uint64_t count, uint64_t host)
 {
     Qcow2State *s = bs->opaque;
 
-    return update_entries(bs, offset, count, true, link_fn, host,
-                          s->cluster_size);
+    while (count > 0) {
+        uint64_t n = slice_chunk(s, offset, count);
+        int ret = update_entries(bs, offset, n, true, link_fn, host,
+                                 s->cluster_size);
+        if (ret < 0) {
+            return ret;
+        }
+        offset += n << s->cluster_bits;
+        host += n << s->cluster_bits;
+        count -= n;
+    }
+    return 0;
 }
 
 static uint64_t zero_fn(Qcow2State *s, BlockDriverState *bs, uint64_t old,
@@ -465,9 +511,7 @@ int qcow2_zero_clusters(BlockDriverState *bs, uint64_t offset,
     Qcow2State *s = bs->opaque;
 
     while (count > 0) {
-        uint64_t l2_index = (offset >> s->cluster_bits) &
-                            (s->l2_entries - 1);
-        uint64_t n = MIN(count, s->l2_entries - l2_index);
+        uint64_t n = slice_chunk(s, offset, count);
         int ret = update_entries(bs, offset, n, true, zero_fn, unmap, 0);
         if (ret < 0) {
             return ret;
@@ -500,9 +544,7 @@ int qcow2_discard_clusters(BlockDriverState *bs, uint64_t offset,
     Qcow2State *s = bs->opaque;
 
     while (count > 0) {
-        uint64_t l2_index = (offset >> s->cluster_bits) &
-                            (s->l2_entries - 1);
-        uint64_t n = MIN(count, s->l2_entries - l2_index);
+        uint64_t n = slice_chunk(s, offset, count);
         int ret = update_entries(bs, offset, n, false, discard_fn, full, 0);
         if (ret < 0) {
             return ret;

@@ -129,7 +129,7 @@ static int link_compressed(BlockDriverState *bs, uint64_t gofs,
     Qcow2State *s = bs->opaque;
     uint64_t l1_index = gofs >> (s->cluster_bits + s->l2_bits);
     uint64_t l2_index = (gofs >> s->cluster_bits) & (s->l2_entries - 1);
-    uint64_t l2_off, old, *table;
+    uint64_t l2_off, old, *table, sidx;
     int ret;
 
     l2_off = s->l1_table[l1_index] & QCOW2_L1E_OFFSET_MASK;
@@ -142,12 +142,14 @@ static int link_compressed(BlockDriverState *bs, uint64_t gofs,
             return ret;
         }
     }
-    ret = qcow2_cache_get(bs, s->l2_cache, l2_off, (void **)&table);
+    sidx = l2_index & (s->l2_slice_entries - 1);
+    ret = qcow2_cache_get(bs, s->l2_cache, l2_off + (l2_index - sidx) * 8,
+                          (void **)&table);
     if (ret < 0) {
         return ret;
     }
-    old = ldq_be(&table[l2_index]);
-    stq_be(&table[l2_index], entry);
+    old = ldq_be(&table[sidx]);
+    stq_be(&table[sidx], entry);
     qcow2_cache_mark_dirty(s->l2_cache, table);
     qcow2_cache_put(s->l2_cache, (void **)&table);
     /* Linked: failing to drop the old cluster only leaks it. */

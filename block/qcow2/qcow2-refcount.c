@@ -458,7 +458,7 @@ static int update_refcount(BlockDriverState *bs, uint64_t offset,
                 if ((s->compressed_cursor >> s->cluster_bits) == c) {
                     s->compressed_cursor = 0;   /* may be reused */
                 }
-                qcow2_cache_discard(s->l2_cache, o);
+                qcow2_cache_discard(s->l2_cache, o, s->cluster_size);
                 if (punch && s->pass_discard) {
                     bdrv_pdiscard(bs->file, o, s->cluster_size);
                 }

@@ -16,8 +16,11 @@
 #include <string.h>
 
 /* Cache defaults, as in QEMU: the L2 cache covers the whole disk up to 32 MiB
- * of tables; the refcount cache holds four blocks. */
+ * of tables; the refcount cache holds four blocks.  Unlike QEMU, the L2
+ * cache holds 4 KiB slices of tables by default, not whole clusters: a
+ * scattered write then reads and keeps 4 KiB of metadata, not 64 KiB. */
 #define DEFAULT_L2_CACHE_MAX (32 * 1024 * 1024)
+#define DEFAULT_L2_SLICE 4096
 #define MIN_L2_CACHE_TABLES 2
 #define MIN_REFCOUNT_CACHE_TABLES 4
 #define PROBE_MIN 4096
@@ -87,15 +90,16 @@ static bool take_open_opts(BlockDriverState *bs, JsonObject *opts,
                            GError **errp)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t l2, rc, entry = s->cluster_size;
+    uint64_t l2, rc, entry;
     g_autofree char *overlap = NULL;
     g_autoptr(GError) err = NULL;
     int64_t interval;
     bool lazy, discard, unused;
 
     if (!cache_sizes(s, opts, &l2, &rc, errp) ||
-        !opts_take_size(opts, "l2-cache-entry-size", s->cluster_size, &entry,
-                        errp) ||
+        !opts_take_size(opts, "l2-cache-entry-size",
+                        MIN(s->cluster_size, (uint64_t)DEFAULT_L2_SLICE),
+                        &entry, errp) ||
         !opts_take_bool(opts, "lazy-refcounts",
                         s->hdr.compatible_features &
                             QCOW2_COMPAT_LAZY_REFCOUNTS,
@@ -118,9 +122,9 @@ static bool take_open_opts(BlockDriverState *bs, JsonObject *opts,
                    "constant, cached, all", overlap);
         return false;
     }
-    if (entry != s->cluster_size) {
-        error_setg(errp, "l2-cache-entry-size other than the cluster size "
-                   "(%" PRIu64 ") is not supported", s->cluster_size);
+    if (entry < 512 || entry > s->cluster_size || (entry & (entry - 1))) {
+        error_setg(errp, "l2-cache-entry-size must be a power of two from "
+                   "512 to the cluster size (%" PRIu64 ")", s->cluster_size);
         return false;
     }
     if (lazy && s->hdr.version < 3) {
@@ -130,8 +134,8 @@ static bool take_open_opts(BlockDriverState *bs, JsonObject *opts,
     }
     s->lazy_refcounts = lazy;
     s->pass_discard = discard;
-    s->l2_cache = qcow2_cache_new((int)(l2 / s->cluster_size),
-                                  s->cluster_size, QCOW2_META_L2);
+    s->l2_slice_entries = entry / 8;
+    s->l2_cache = qcow2_cache_new((int)(l2 / entry), entry, QCOW2_META_L2);
     s->refblock_cache = qcow2_cache_new((int)(rc / s->cluster_size),
                                         s->cluster_size,
                                         QCOW2_META_REFBLOCK);

@@ -103,6 +103,12 @@ typedef struct Qcow2State {
     uint64_t cluster_size;
     int l2_bits;                /* log2(entries per L2 table) */
     uint64_t l2_entries;
+    /*
+     * The L2 cache holds slices of L2 tables (l2-cache-entry-size bytes,
+     * a power of two up to the cluster size): scattered writes cache one
+     * slice each, not a whole table.
+     */
+    uint64_t l2_slice_entries;
     int refcount_order;
     uint64_t refcount_max;
     int refblock_bits;          /* log2(entries per refcount block) */
@@ -227,8 +233,9 @@ int qcow2_cache_flush(BlockDriverState *bs, Qcow2Cache *c);
 /* Tables of @c may only reach the disk after those of @dep are synced. */
 int qcow2_cache_set_dependency(BlockDriverState *bs, Qcow2Cache *c,
                                Qcow2Cache *dep);
-/* Forget a table (its cluster was freed); its changes are dropped. */
-void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset);
+/* Forget the tables in [offset, offset + bytes) (their cluster was freed
+ * or rewritten behind the cache); their changes are dropped. */
+void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset, uint64_t bytes);
 /* Drop every clean table; fails with -EBUSY if some are dirty or in use. */
 int qcow2_cache_empty(BlockDriverState *bs, Qcow2Cache *c);
 int qcow2_cache_num_tables(Qcow2Cache *c);
@@ -280,7 +287,7 @@ int qcow2_get_mapping(BlockDriverState *bs, uint64_t offset, uint64_t bytes,
                       uint64_t *pnum, uint64_t *host, uint64_t *l2_entry,
                       Qcow2ClusterType *type);
 /*
- * From @offset's cluster, count up to @max clusters (same L2 table) that
+ * From @offset's cluster, count up to @max clusters (same L2 slice) that
  * a write must allocate; 0 if the first one is NORMAL with COPIED.
  */
 int qcow2_count_alloc_clusters(BlockDriverState *bs, uint64_t offset,

@@ -126,22 +126,39 @@ class TestCheckStatistics(Qcow2Case):
 class TestCacheOptions(Qcow2Case):
 
     def test_tiny_caches_stay_correct(self):
-        for opts in ('l2-cache-size=1,refcount-cache-size=1',
-                     'cache-size=200k', 'l2-cache-size=128k',
-                     'refcount-cache-size=64k,l2-cache-size=64k'):
-            with self.subTest(opts=opts):
+        # 4 KiB clusters make many L2 tables; 64 KiB ones with small cache
+        # entries make many slices per table.
+        for opts, cluster in (
+                ('l2-cache-size=1,refcount-cache-size=1', 4096),
+                ('cache-size=200k', 4096),
+                ('l2-cache-size=128k', 4096),
+                ('refcount-cache-size=64k,l2-cache-size=64k', 4096),
+                ('l2-cache-entry-size=512', 4096),
+                ('l2-cache-entry-size=512,l2-cache-size=1', 65536),
+                ('l2-cache-entry-size=1024,l2-cache-size=8k', 65536),
+                ('l2-cache-entry-size=65536,l2-cache-size=1', 65536),
+                ('', 65536)):
+            with self.subTest(opts=opts, cluster=cluster):
                 img = self.create('t.qcow2', 512 * MiB,
-                                  'cluster_size=4096,refcount_bits=8')
+                                  'cluster_size=%d,refcount_bits=8'
+                                  % cluster)
                 model = Model(512 * MiB)
                 import random
                 rnd = random.Random(9)
                 cmds = []
-                for _ in range(400):
+                for k in range(400):
                     off = rnd.randrange(0, 512 * MiB - 64 * KiB)
                     ln = rnd.randrange(1, 64 * KiB)
                     p = rnd.randrange(1, 256)
                     cmds.append(['write', off, ln, p])
                     model.fill(off, ln, p)
+                    if k % 40 == 39:
+                        # Zeroes and discards over many slices and tables.
+                        off = rnd.randrange(0, 400) * MiB
+                        ln = rnd.randrange(1, 80) * MiB
+                        op = ('zero', 'discard')[k % 80 == 79]
+                        cmds.append([op, off, ln])
+                        model.fill(off, ln, 0)
                 self.io(img, cmds, opts=opts)
                 raw = self.img('t.raw')
                 model.save_raw(raw)
@@ -158,7 +175,9 @@ class TestCacheOptions(Qcow2Case):
              'l2-cache-size may not exceed cache-size'),
             ('cache-size=1M,refcount-cache-size=2M',
              'refcount-cache-size may not exceed cache-size'),
-            ('l2-cache-entry-size=4096', 'l2-cache-entry-size'),
+            ('l2-cache-entry-size=256', 'must be a power of two from 512'),
+            ('l2-cache-entry-size=3072', 'must be a power of two from 512'),
+            ('l2-cache-entry-size=128k', 'to the cluster size (65536)'),
             ('overlap-check=sometimes', "'overlap-check'"),
             ('lazy-refcounts=maybe', 'lazy-refcounts'),
             ('no-such-option=1', 'no-such-option'),

@@ -171,6 +171,19 @@ class TestBlockdev(QSDCase):
                                    'file': {'driver': 'file'}})
         self.assertIn("filename", r['error']['desc'])
 
+    def test_l2_cache_entry_size(self):
+        img = self.make_qcow2('l2.qcow2')
+        _, q = self.start(self.binary, img)
+        q.cmd_ok('blockdev-del', {'node-name': 'disk'})
+        for bad in (256, 1000, 128 * 1024):
+            r = q.cmd('blockdev-add', blockdev(img, **{
+                'l2-cache-entry-size': bad}))
+            self.assertEqual(r['error']['class'], 'GenericError')
+            self.assertIn('power of two from 512 to the cluster size',
+                          r['error']['desc'])
+        q.cmd_ok('blockdev-add', blockdev(img, **{
+            'l2-cache-entry-size': 512, 'l2-cache-size': 4096}))
+
     def test_in_use_node_cannot_be_deleted(self):
         img = self.make_qcow2('c.qcow2')
         _, q = self.start(self.binary, None)
