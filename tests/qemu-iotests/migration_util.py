@@ -109,7 +109,8 @@ class StreamProxy:
             self.a, _ = self.srv.accept()
             self.b = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             self.b.connect(self.target)
-            threading.Thread(target=self._back, daemon=True).start()
+            back = threading.Thread(target=self._back, daemon=True)
+            back.start()
             pre = self._recv_exact(16)
             r = self.act('preamble', 0, pre, None)
             self.b.sendall(r if isinstance(r, bytes) else pre)
@@ -134,7 +135,14 @@ class StreamProxy:
                     break
                 elif r is not None:
                     h, payload = r
-                self.b.sendall(h + payload)
+                try:
+                    self.b.sendall(h + payload)
+                except OSError:
+                    # The destination hung up, maybe after saying why:
+                    # let that reach the source before closing its side
+                    # (as a direct connection would).
+                    back.join(30)
+                    break
         except (OSError, EOFError):
             pass
         self.close()
