@@ -248,11 +248,7 @@ void nbd_request_execute(gpointer data, gpointer user_data)
 {
     NbdRequest *r = data;
 
-    if (r->flush_replies) {
-        nbd_send_flush(r->client);
-    } else {
-        nbd_request_run(r->client, r);
-    }
+    nbd_request_run(r->client, r);
     nbd_request_done(r);
 }
 

@@ -218,12 +218,6 @@ NbdExport *nbd_export_new(const NbdExportConfig *cfg, GError **errp)
         g_free(exp);
         return NULL;
     }
-    if (exp->writable) {
-        /* Its thread starts on the first write that needs it. */
-        exp->writer_done = g_ptr_array_new();
-        exp->writer = g_thread_pool_new(nbd_writer_execute, exp, 1, FALSE,
-                                        NULL);
-    }
     bdrv_ref(cfg->bs);
     exp->bs = cfg->bs;
     g_mutex_lock(&export_lock);
@@ -244,11 +238,6 @@ static void export_free(NbdExport *exp)
     g_mutex_lock(&export_lock);
     g_ptr_array_remove(exports, exp);
     g_mutex_unlock(&export_lock);
-    if (exp->writer) {
-        /* Every client drained its requests before letting go. */
-        g_thread_pool_free(exp->writer, FALSE, TRUE);
-        g_ptr_array_unref(exp->writer_done);
-    }
     free_contexts(exp->contexts, exp->n_contexts);
     bdrv_unref(exp->bs);
     if (exp->id && deleted_hook) {

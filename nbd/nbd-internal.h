@@ -58,16 +58,7 @@ struct NbdExport {
     /* Context id == index; immutable after creation. */
     NbdMetaContext *contexts;
     unsigned n_contexts;
-    /*
-     * Small writes of several connections run here, one at a time on one
-     * thread, rather than on each connection's reader (see request.c).
-     * NULL for a read-only export.
-     */
-    GThreadPool *writer;
-    GPtrArray *writer_done;          /* writer thread only (request.c) */
-    uint16_t writer_slow_history;    /* writer thread only */
-    gint writer_bypass;              /* small writes left that skip it */
-    /* Under the export registry lock (read without it as a hint). */
+    /* Under the export registry lock. */
     bool shutting_down;
     unsigned clients;
 };
@@ -301,21 +292,12 @@ typedef struct NbdRequest {
     const uint8_t *data;             /* WRITE payload */
     uint8_t *owned;                  /* allocation behind data, if any */
     uint64_t cost;                   /* bytes counted in inflight_bytes */
-    bool flush_replies;              /* not a request: write c->out */
 } NbdRequest;
 
 /* Execute @r and send its reply (inline on the reader, or a worker). */
 void nbd_request_run(NbdClient *c, NbdRequest *r);
 /* The pool's entry point: run, then nbd_request_done(). */
 void nbd_request_execute(gpointer data, gpointer user_data);
-/* The export writer's entry point (@user_data: the NbdExport). */
-void nbd_writer_execute(gpointer data, gpointer user_data);
-/*
- * Have @c's own pool write its queued replies, blocking if it must; the
- * job holds the connection like a request does.  For threads that must
- * not wait on any one client's socket.
- */
-void nbd_request_push_flush(NbdClient *c);
 /* Free @r and release its in-flight slot (after its reply). */
 void nbd_request_done(NbdRequest *r);
 
@@ -335,18 +317,6 @@ void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
  */
 void nbd_reply_set_deferred(bool on);
 int nbd_send_flush(NbdClient *c);
-/*
- * The export writer's mode for the calling thread: replies are only
- * queued, however full the queue (the writer adds at most one small reply
- * per request in flight), and never wait for another sender.
- */
-void nbd_reply_set_nowait(bool on);
-/*
- * Write @c's queued replies without blocking.  False if some are left and
- * nobody is writing the socket: the caller must get them written
- * (nbd_request_push_flush()).
- */
-bool nbd_send_try_flush(NbdClient *c);
 void nbd_send_init(NbdClient *c);
 void nbd_send_cleanup(NbdClient *c);
 int nbd_send_simple(NbdClient *c, uint64_t handle, uint32_t error,

@@ -10,7 +10,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
 
 uint32_t nbd_errno_to_nbd(int err)
 {
@@ -80,16 +79,10 @@ void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
  */
 
 static __thread bool reply_deferred;
-static __thread bool reply_nowait;
 
 void nbd_reply_set_deferred(bool on)
 {
     reply_deferred = on;
-}
-
-void nbd_reply_set_nowait(bool on)
-{
-    reply_nowait = on;
 }
 
 void nbd_send_init(NbdClient *c)
@@ -172,18 +165,6 @@ static int send_message(NbdClient *c, struct iovec *iov, int niov)
         total += iov[i].iov_len;
     }
     g_mutex_lock(&c->send_lock);
-    if (reply_nowait) {
-        g_assert(total <= NBD_OUT_COPY_MAX);
-        if (!c->send_error) {
-            for (int i = 0; i < niov; i++) {
-                g_byte_array_append(c->out, iov[i].iov_base,
-                                    iov[i].iov_len);
-            }
-        }
-        ret = c->send_error;
-        g_mutex_unlock(&c->send_lock);
-        return ret;
-    }
     while (!c->send_error && c->sending &&
            (total > NBD_OUT_COPY_MAX || c->out->len > NBD_OUT_LIMIT)) {
         c->send_waiters++;
@@ -228,38 +209,6 @@ int nbd_send_flush(NbdClient *c)
         send_failed(c);
     }
     return ret;
-}
-
-bool nbd_send_try_flush(NbdClient *c)
-{
-    bool left = false, failed = false;
-
-    if (!c->out) {
-        return true;
-    }
-    g_mutex_lock(&c->send_lock);
-    if (!c->send_error && !c->sending && c->out->len > 0) {
-        ssize_t n;
-
-        do {
-            n = send(c->fd, c->out->data, c->out->len,
-                     MSG_NOSIGNAL | MSG_DONTWAIT);
-        } while (n < 0 && errno == EINTR);
-        __atomic_add_fetch(&c->n_writes, 1, __ATOMIC_RELAXED);
-        if (n > 0) {
-            g_byte_array_remove_range(c->out, 0, (guint)n);
-        } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            c->send_error = -errno;
-            g_byte_array_set_size(c->out, 0);
-            failed = true;
-        }
-        left = c->out->len > 0;
-    }
-    g_mutex_unlock(&c->send_lock);
-    if (failed) {
-        send_failed(c);
-    }
-    return !left;
 }
 
 int nbd_send_simple(NbdClient *c, uint64_t handle, uint32_t error,

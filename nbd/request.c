@@ -368,95 +368,14 @@ static bool execute_inline(NbdClient *c, const NbdRequestHeader *hdr)
     return true;
 }
 
-/*
- * The export writer runs the small writes of every connection one after
- * the other.  Their replies are queued, not sent, while more writes wait:
- * when the queue runs dry (or a batch is full) each connection with
- * replies gets one sendmsg, then the requests are released.  Releasing
- * after the flush keeps each connection alive until its replies left.
- * When its writes turn slow, the next NBD_POOL_MODE_REQUESTS small writes
- * take the usual way (inline, or the connection's pool when slow there).
- */
-#define WRITER_BATCH 64
-
-void nbd_writer_execute(gpointer data, gpointer user_data)
-{
-    NbdRequest *r = data;
-    NbdExport *exp = user_data;
-    GPtrArray *done = exp->writer_done;
-
-    gint64 t0;
-
-    /* One client that does not read must not hold up the others. */
-    nbd_reply_set_nowait(true);
-    t0 = g_get_monotonic_time();
-    nbd_request_run(r->client, r);
-    t0 = g_get_monotonic_time() - t0;
-    /* Slow writes (the disk, not the page cache) overlap better apart. */
-    exp->writer_slow_history = (uint16_t)((exp->writer_slow_history << 1) |
-                                          was_slow(&r->hdr, t0));
-    if (__builtin_popcount(exp->writer_slow_history) >=
-        NBD_INLINE_SLOW_OF_16) {
-        exp->writer_slow_history = 0;
-        g_atomic_int_set(&exp->writer_bypass, NBD_POOL_MODE_REQUESTS);
-    }
-    g_ptr_array_add(done, r);
-    if (done->len < WRITER_BATCH && g_thread_pool_unprocessed(exp->writer)) {
-        return;
-    }
-    for (guint i = 0; i < done->len; i++) {
-        NbdClient *c = ((NbdRequest *)done->pdata[i])->client;
-        bool seen = false;
-
-        for (guint j = 0; j < i && !seen; j++) {
-            seen = ((NbdRequest *)done->pdata[j])->client == c;
-        }
-        if (!seen && !nbd_send_try_flush(c)) {
-            nbd_request_push_flush(c);
-        }
-    }
-    for (guint i = 0; i < done->len; i++) {
-        nbd_request_done(done->pdata[i]);
-    }
-    g_ptr_array_set_size(done, 0);
-}
-
-/*
- * Small writes while several clients write to the export: one thread
- * makes them all.  Buffered writes to one file are serialized anyway (the
- * file driver takes turns), and the kernel's cost for each grows by half
- * when consecutive writes come from different CPUs (the page cache's
- * per-block state of a large folio moves between caches every time);
- * one writer keeps it in one cache and lets the readers go on reading.
- */
-static bool use_export_writer(NbdClient *c, const NbdRequestHeader *hdr)
-{
-    NbdExport *exp = c->exp;
-
-    if (hdr->type != NBD_CMD_WRITE || !exp->writer ||
-        inline_policy() != INLINE_AUTO ||
-        __atomic_load_n(&exp->clients, __ATOMIC_RELAXED) < 2) {
-        return false;
-    }
-    if (g_atomic_int_get(&exp->writer_bypass) > 0) {
-        g_atomic_int_add(&exp->writer_bypass, -1);
-        return false;
-    }
-    return true;
-}
-
 /* Queue a valid request; false if the connection must end. */
 static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
 {
-    GThreadPool *pool = c->pool;
     uint64_t cost = 0;
     NbdRequest *r;
 
     if (run_inline(c, hdr)) {
-        if (!use_export_writer(c, hdr)) {
-            return execute_inline(c, hdr);
-        }
-        pool = c->exp->writer;
+        return execute_inline(c, hdr);
     }
     if (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) {
         cost = hdr->len;
@@ -483,7 +402,7 @@ static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
         }
     }
     /* The pool's worker owns and frees @r from here on. */
-    g_thread_pool_push(pool, r, NULL);
+    g_thread_pool_push(c->pool, r, NULL);
     /* cppcheck-suppress memleak */
     return true;
 }
@@ -542,19 +461,6 @@ void nbd_transmission(NbdClient *c)
             return;
         }
     }
-}
-
-void nbd_request_push_flush(NbdClient *c)
-{
-    NbdRequest *r = g_new0(NbdRequest, 1);
-
-    r->client = c;
-    r->flush_replies = true;
-    /* Counted in flight (no cap: it is not the client's request). */
-    g_atomic_int_inc(&c->inflight);
-    /* The pool's worker owns and frees @r from here on. */
-    g_thread_pool_push(c->pool, r, NULL);
-    /* cppcheck-suppress memleak */
 }
 
 void nbd_request_done(NbdRequest *r)

@@ -182,9 +182,8 @@ class TestRequests(RobustBase):
 
 
     def test_34_writes_not_held_up_by_a_client_that_does_not_read(self):
-        # While two clients write, small writes of both go to the export's
-        # one writer thread; a client that stops reading its replies must
-        # not stall the other's writes there.
+        # A client that stops reading its replies (with writes of its own
+        # in flight) must not stall another client's writes.
         a = self.client()
         for i in range(8):
             a.request(N.CMD_WRITE, 4 * MiB + i * 4096, data=os.urandom(4096))

@@ -9,8 +9,6 @@
 
 #include <errno.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #define MiB (1024u * 1024)
 #define SIZE (64 * (uint64_t)MiB)
@@ -481,77 +479,6 @@ static void test_extents_many(void)
     nbd_extents_clear(&ex);
 }
 
-/* ---- Replies of the export writer ---------------------------------------- */
-
-/*
- * The export writer must not block on one client's socket: with the
- * socket full, its reply stays queued, the non-blocking flush says so,
- * and a flush job on the connection's own pool delivers it once the
- * client reads.
- */
-static void test_writer_reply_full_socket(void)
-{
-    int sv[2];
-    NbdClient *c = g_new0(NbdClient, 1);
-    g_autofree uint8_t *chunk = g_malloc0(64 * 1024);
-    uint8_t reply[NBD_SIMPLE_REPLY_SIZE];
-    size_t filled = 0, got = 0;
-    ssize_t n;
-
-    g_assert_cmpint(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), ==, 0);
-    c->fd = sv[0];
-    g_mutex_init(&c->send_lock);
-    g_mutex_init(&c->lock);
-    g_cond_init(&c->cond);
-    nbd_send_init(c);
-    c->pool = g_thread_pool_new(nbd_request_execute, c, 1, FALSE, NULL);
-    while ((n = send(sv[0], chunk, 64 * 1024, MSG_DONTWAIT)) > 0) {
-        filled += (size_t)n;
-    }
-    g_assert_cmpint(errno, ==, EAGAIN);
-
-    nbd_reply_set_nowait(true);
-    g_assert_cmpint(nbd_send_simple(c, 42, NBD_SUCCESS, NULL, 0), ==, 0);
-    nbd_reply_set_nowait(false);
-    g_assert_false(nbd_send_try_flush(c));
-    nbd_request_push_flush(c);
-
-    /* The client reads: first the filler, then the reply. */
-    while (got < filled) {
-        n = recv(sv[1], chunk, MIN(64 * 1024, filled - got), 0);
-        g_assert_cmpint(n, >, 0);
-        got += (size_t)n;
-    }
-    got = 0;
-    while (got < sizeof(reply)) {
-        n = recv(sv[1], reply + got, sizeof(reply) - got, 0);
-        g_assert_cmpint(n, >, 0);
-        got += (size_t)n;
-    }
-    g_assert_cmpuint(ldl_be(reply), ==, NBD_SIMPLE_REPLY_MAGIC);
-    g_assert_cmpuint(ldq_be(reply + 8), ==, 42);
-
-    /* With room, the non-blocking flush writes everything itself. */
-    nbd_request_drain(c);
-    g_assert_true(nbd_send_try_flush(c));
-    nbd_reply_set_nowait(true);
-    g_assert_cmpint(nbd_send_simple(c, 43, NBD_SUCCESS, NULL, 0), ==, 0);
-    nbd_reply_set_nowait(false);
-    g_assert_true(nbd_send_try_flush(c));
-    g_assert_cmpint(recv(sv[1], reply, sizeof(reply), MSG_WAITALL), ==,
-                    (ssize_t)sizeof(reply));
-    g_assert_cmpuint(ldq_be(reply + 8), ==, 43);
-
-    g_thread_pool_free(c->pool, FALSE, TRUE);
-    nbd_send_cleanup(c);
-    g_cond_clear(&c->cond);
-    g_mutex_clear(&c->lock);
-    g_mutex_clear(&c->send_lock);
-    close(sv[0]);
-    close(sv[1]);
-    g_free(c);
-}
-
 int main(int argc, char **argv)
 {
     g_test_init(&argc, &argv, NULL);
@@ -566,7 +493,5 @@ int main(int argc, char **argv)
     g_test_add_func("/nbd/extents/merge", test_extents_merge);
     g_test_add_func("/nbd/extents/req-one", test_extents_req_one);
     g_test_add_func("/nbd/extents/many", test_extents_many);
-    g_test_add_func("/nbd/reply/writer-full-socket",
-                    test_writer_reply_full_socket);
     return g_test_run();
 }
