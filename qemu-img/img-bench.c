@@ -210,7 +210,8 @@ typedef struct {
 } ImgBenchArgs;
 
 /* Apply one option; returns -1 to go on or an exit code. */
-static int img_bench_opt(ImgBenchArgs *a, int c, char **argv)
+static int img_bench_opt(ImgBenchArgs *a, const ImgCmd *cmd, int c,
+                         char **argv)
 {
     int r;
 
@@ -228,9 +229,6 @@ static int img_bench_opt(ImgBenchArgs *a, int c, char **argv)
             error_report("Invalid queue depth specified");
             return IMG_EXIT_FAILURE;
         }
-        break;
-    case 'f':
-        a->oa.fmt = optarg;
         break;
     case 'i':
         if (strcmp(optarg, "threads") && strcmp(optarg, "native") &&
@@ -278,9 +276,6 @@ static int img_bench_opt(ImgBenchArgs *a, int c, char **argv)
         a->b.write = true;
         a->oa.writable = true;
         break;
-    case 'U':
-        a->oa.force_share = true;
-        break;
     case IMG_OPT_PATTERN:
         r = (int)img_bench_int(optarg, true);
         if (r < 0 || r > 0xff) {
@@ -299,15 +294,10 @@ static int img_bench_opt(ImgBenchArgs *a, int c, char **argv)
     case IMG_OPT_NO_DRAIN:
         a->no_drain = true;
         break;
-    case IMG_OPT_IMAGE_OPTS:
-        a->oa.image_opts = true;
-        break;
-    case IMG_OPT_OBJECT:
-        return img_handle_object(optarg);
     default:
-        return img_bad_option(c, argv);
+        return img_common_opt(cmd, &a->oa, c, argv);
     }
-    return -1;
+    return IMG_OPT_CONTINUE;
 }
 
 int img_bench(const ImgCmd *cmd, int argc, char **argv)
@@ -330,10 +320,7 @@ int img_bench(const ImgCmd *cmd, int argc, char **argv)
     a.b.bufsize = 4096;
     while ((c = getopt_long(argc, argv, ":hc:d:f:ni:o:qs:S:t:wU", long_opts,
                             NULL)) != -1) {
-        if (c == 'h') {
-            return img_cmd_help(cmd);
-        }
-        r = img_bench_opt(&a, c, argv);
+        r = img_bench_opt(&a, cmd, c, argv);
         if (r >= 0) {
             return r;
         }

@@ -264,19 +264,13 @@ static bool has_op(const BitmapArgs *a, BitmapOpKind kind)
 static int parse_opt(BitmapArgs *a, const ImgCmd *cmd, int c, char **argv)
 {
     int64_t g;
-    int r;
 
     switch (c) {
-    case 'h':
-        return img_cmd_help(cmd);
     case 'b':
         a->src_file = optarg;
         break;
     case 'F':
         a->src_fmt = optarg;
-        break;
-    case 'f':
-        a->oa.fmt = optarg;
         break;
     case 'g':
         g = img_cvtnum("granularity", optarg);
@@ -284,9 +278,6 @@ static int parse_opt(BitmapArgs *a, const ImgCmd *cmd, int c, char **argv)
             return IMG_EXIT_FAILURE;
         }
         a->granularity = (uint64_t)g;
-        break;
-    case 'U':
-        a->oa.force_share = true;
         break;
     case OPT_ADD: case OPT_REMOVE: case OPT_CLEAR: case OPT_ENABLE:
     case OPT_DISABLE:
@@ -303,19 +294,10 @@ static int parse_opt(BitmapArgs *a, const ImgCmd *cmd, int c, char **argv)
             return IMG_EXIT_FAILURE;
         }
         break;
-    case IMG_OPT_IMAGE_OPTS:
-        a->oa.image_opts = true;
-        break;
-    case IMG_OPT_OBJECT:
-        r = img_handle_object(optarg);
-        if (r >= 0) {
-            return r;
-        }
-        break;
     default:
-        return img_bad_option(c, argv);
+        return img_common_opt(cmd, &a->oa, c, argv);
     }
-    return -1;
+    return IMG_OPT_CONTINUE;
 }
 
 /* QEMU's checks, in QEMU's order. */

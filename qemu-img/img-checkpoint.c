@@ -221,11 +221,8 @@ static bool set_kind(CkptArgs *a, CkptCmdKind kind, const char *name)
 static int parse_opt(CkptArgs *a, const ImgCmd *cmd, int c, char **argv)
 {
     int64_t g;
-    int r;
 
     switch (c) {
-    case 'h':
-        return img_cmd_help(cmd);
     case 'l':
         return set_kind(a, CKPT_CMD_LIST, NULL) ? -1 : IMG_EXIT_FAILURE;
     case 'c':
@@ -252,22 +249,10 @@ static int parse_opt(CkptArgs *a, const ImgCmd *cmd, int c, char **argv)
         }
         a->granularity = (uint64_t)g;
         return -1;
-    case 'f':
-        a->oa.fmt = optarg;
-        return -1;
-    case 'U':
-        a->oa.force_share = true;
-        return -1;
-    case IMG_OPT_IMAGE_OPTS:
-        a->oa.image_opts = true;
-        return -1;
     case IMG_OPT_OUTPUT:
         return img_parse_output(optarg, &a->output) ? -1 : IMG_EXIT_FAILURE;
-    case IMG_OPT_OBJECT:
-        r = img_handle_object(optarg);
-        return r >= 0 ? r : -1;
     default:
-        return img_bad_option(c, argv);
+        return img_common_opt(cmd, &a->oa, c, argv);
     }
 }
 
