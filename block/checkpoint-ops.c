@@ -25,7 +25,6 @@
 #include "qapi/error.h"
 
 #include <errno.h>
-#include <malloc.h>
 #include <string.h>
 #include <time.h>
 
@@ -103,27 +102,16 @@ BdrvDirtyBitmap *ckpt_load_bitmap(BlockDriverState *bs, const Checkpoint *c,
 
 void ckpt_unload_frozen(BlockDriverState *bs, const CheckpointChain *chain)
 {
-    bool freed = false;
-
     for (guint i = 0; i < ckpt_chain_length(chain); i++) {
         const Checkpoint *c = ckpt_chain_nth(chain, i);
         BdrvDirtyBitmap *bm = bdrv_find_dirty_bitmap(bs, c->bitmap);
 
         if (bm && !bdrv_dirty_bitmap_recording(bm)) {
-            freed |= bdrv_dirty_bitmap_unload(bm);
+            bdrv_dirty_bitmap_unload(bm);
         }
     }
-#ifdef __GLIBC__
-    /*
-     * A bitmap of a large disk is megabytes; once glibc has handed such a
-     * block back, it serves the next ones from the heap and keeps what
-     * they free.  Without this, 64 checkpoints on 1 TiB left ~8 MiB of
-     * freed bitmaps resident (bench/checkpoints).
-     */
-    if (freed) {
-        malloc_trim(0);
-    }
-#endif
+    /* Callers come here after their merges: their temporaries are gone too. */
+    bdrv_release_free_memory();
 }
 
 /* ---- Running a plan ---- */

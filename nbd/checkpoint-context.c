@@ -41,6 +41,7 @@ static int changes_extents(void *opaque, uint64_t offset, uint64_t length,
 static void changes_release(void *opaque)
 {
     bdrv_dirty_bitmap_free_copy(opaque);
+    bdrv_release_free_memory();
 }
 
 static const NbdBitmapContextOps changes_ops = {

@@ -206,6 +206,11 @@ bool bdrv_dirty_bitmap_load(BdrvDirtyBitmap *bm, GError **errp);
  * for the frozen bitmaps of older checkpoints.
  */
 bool bdrv_dirty_bitmap_unload(BdrvDirtyBitmap *bm);
+/*
+ * Give memory that was freed (bitmaps dropped or merged) back to the
+ * system; for the end of control operations that handled many bitmaps.
+ */
+void bdrv_release_free_memory(void);
 
 /* ---- Contents (all take the node's lock; all load lazily) ---- */
 
