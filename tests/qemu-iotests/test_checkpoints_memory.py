@@ -60,6 +60,13 @@ class TestMemory(CheckpointCase):
                          N_WRITES)
         self.remove(q, 'c50')
         after_all = rss_kib(d.pid)
+        # The export's change set (one bitmap) and what computing it took
+        # from the heap are given back when the export ends.
+        self.unexport(q, 'old')
+        after_del = rss_kib(d.pid)
+        self.assertLess(after_del - after_create, 1024,
+                        'RSS %d KiB after the export ended, %d before it'
+                        % (after_del, after_create))
         h.shutdown()
         grown = max(after_create, after_all) - base
         # 98 more bitmaps of about 1 MiB each if they stayed in memory;
