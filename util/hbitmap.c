@@ -308,21 +308,27 @@ static void hb_reset_bits(HBitmap *hb, uint64_t s, uint64_t e)
     }
 }
 
-/* Recompute the summaries of level-0 words [ws, we] after direct writes. */
+/*
+ * Recompute the summaries of level-0 words [ws, we] after direct writes.
+ * Each summary word is built from its 64 words at once (no branch per
+ * word): loading a stored bitmap of a 1 TiB disk refreshes 256 Ki words.
+ */
 static void hb_refresh_upper(HBitmap *hb, uint64_t ws, uint64_t we)
 {
     for (unsigned k = 0; k + 1 < hb->nlevels; k++) {
         const uint64_t *words = hb->levels[k];
         uint64_t *up = hb->levels[k + 1];
 
-        for (uint64_t i = ws; i <= we; i++) {
-            uint64_t bit = 1ULL << (i & 63);
+        for (uint64_t u = ws >> HB_SHIFT; u <= we >> HB_SHIFT; u++) {
+            uint64_t first = MAX(u << HB_SHIFT, ws);
+            uint64_t last = MIN((u << HB_SHIFT) + 63, we);
+            uint64_t bits = 0, mask;
 
-            if (words[i]) {
-                up[i >> HB_SHIFT] |= bit;
-            } else {
-                up[i >> HB_SHIFT] &= ~bit;
+            for (uint64_t i = first; i <= last; i++) {
+                bits |= (uint64_t)(words[i] != 0) << (i & 63);
             }
+            mask = mask_from(first) & mask_upto(last);
+            up[u] = (up[u] & ~mask) | bits;
         }
         ws >>= HB_SHIFT;
         we >>= HB_SHIFT;
