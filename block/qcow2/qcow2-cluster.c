@@ -235,16 +235,9 @@ out:
 static int write_l1_entry(BlockDriverState *bs, uint64_t i)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t off = s->l1_offset + i * 8;
-    uint8_t b[8];
-    int ret;
 
-    ret = qcow2_pre_write_check(bs, QCOW2_META_L1, off, 8);
-    if (ret < 0) {
-        return ret;
-    }
-    stq_be(b, s->l1_table[i]);
-    return bdrv_pwrite(bs->file, off, 8, b, 0);
+    return qcow2_write_table_entry(bs, QCOW2_META_L1, s->l1_offset, i,
+                                   s->l1_table[i]);
 }
 
 /*

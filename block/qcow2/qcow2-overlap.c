@@ -11,6 +11,7 @@
  * of the number of bitmaps.  All functions run with the lock held.
  */
 #include "qcow2.h"
+#include "util/bswap.h"
 
 #include <errno.h>
 
@@ -195,6 +196,20 @@ int qcow2_pre_write_check(BlockDriverState *bs, Qcow2MetaKind self,
     qcow2_signal_corruption(bs, "Preventing invalid write on metadata "
                             "(overlaps with %s)", qcow2_meta_name(hit));
     return -EIO;
+}
+
+int qcow2_write_table_entry(BlockDriverState *bs, Qcow2MetaKind kind,
+                            uint64_t table_offset, uint64_t i, uint64_t value)
+{
+    uint64_t off = table_offset + i * 8;
+    uint8_t b[8];
+    int ret = qcow2_pre_write_check(bs, kind, off, 8);
+
+    if (ret < 0) {
+        return ret;
+    }
+    stq_be(b, value);
+    return bdrv_pwrite(bs->file, off, 8, b, 0);
 }
 
 void qcow2_meta_build(Qcow2State *s)

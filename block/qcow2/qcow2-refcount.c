@@ -208,16 +208,9 @@ int qcow2_get_refcount(BlockDriverState *bs, uint64_t cluster_index,
 static int write_reftable_entry(BlockDriverState *bs, uint64_t i)
 {
     Qcow2State *s = bs->opaque;
-    uint64_t off = s->reftable_offset + i * 8;
-    uint8_t b[8];
-    int ret;
 
-    ret = qcow2_pre_write_check(bs, QCOW2_META_REFTABLE, off, 8);
-    if (ret < 0) {
-        return ret;
-    }
-    stq_be(b, s->reftable[i]);
-    return bdrv_pwrite(bs->file, off, 8, b, 0);
+    return qcow2_write_table_entry(bs, QCOW2_META_REFTABLE,
+                                   s->reftable_offset, i, s->reftable[i]);
 }
 
 /*

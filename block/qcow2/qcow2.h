@@ -213,6 +213,10 @@ const char *qcow2_meta_name(Qcow2MetaKind kind);
 /* Overlap check before a write: marks the image corrupt, returns -EIO. */
 int qcow2_pre_write_check(BlockDriverState *bs, Qcow2MetaKind self,
                           uint64_t offset, uint64_t size);
+/* Write entry @i of an 8-byte-entry table (L1, refcount table) at
+ * @table_offset, big-endian, after the overlap check for @kind. */
+int qcow2_write_table_entry(BlockDriverState *bs, Qcow2MetaKind kind,
+                            uint64_t table_offset, uint64_t i, uint64_t value);
 /* Rebuild the map from the L1 and refcount tables. */
 void qcow2_meta_build(Qcow2State *s);
 
