@@ -6,6 +6,7 @@
 #include "block/block.h"
 #include "qapi/error.h"
 #include "util/options.h"
+#include "scratch.h"
 
 #include <errno.h>
 #include <glib/gstdio.h>
@@ -229,7 +230,7 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tmpdir = g_dir_make_tmp("bp-block-XXXXXX", NULL);
+    tmpdir = test_scratch_dir("bp-block");
     g_test_add_func("/block/raw/probe-and-io", test_probe_and_io);
     g_test_add_func("/block/raw/read-only", test_read_only);
     g_test_add_func("/block/raw/options-forms", test_options_forms);
@@ -239,10 +240,6 @@ int main(int argc, char **argv)
                     test_zeroes_discard_status);
     g_test_add_func("/block/raw/truncate", test_truncate);
     ret = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) {
-        g_printerr("could not remove %s\n", tmpdir);
-    }
-    g_free(tmpdir);
+    test_scratch_remove(tmpdir);
     return ret;
 }

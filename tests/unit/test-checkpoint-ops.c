@@ -10,6 +10,7 @@
 #include "block/checkpoint-ops.h"
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
+#include "scratch.h"
 
 #include <glib/gstdio.h>
 #include <string.h>
@@ -22,20 +23,8 @@ static char *tmpdir;
 
 static BlockDriverState *open_new(const char *name, char **path_out)
 {
-    g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-    g_autoptr(JsonObject) o = json_object_new();
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs;
-
-    json_object_set_int_member(o, "size", SIZE);
-    g_assert_true(bdrv_create("qcow2", path, o, &err));
-    g_assert_no_error(err);
-    bs = bdrv_open(path, NULL, BDRV_O_RDWR, &err);
-    g_assert_no_error(err);
-    if (path_out) {
-        *path_out = g_steal_pointer(&path);
-    }
-    return bs;
+    return test_create_open(tmpdir, name, "qcow2", SIZE, BDRV_O_RDWR,
+                            path_out);
 }
 
 static void create_ok(BlockDriverState *bs, const char *name)
@@ -286,7 +275,7 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tmpdir = g_dir_make_tmp("bp-ckpt-ops-XXXXXX", NULL);
+    tmpdir = test_scratch_dir("bp-ckpt-ops");
     g_test_add_func("/checkpoint-ops/exact-switch-under-writes",
                     test_exact_switch_under_writes);
     g_test_add_func("/checkpoint-ops/remove-under-writes",
@@ -297,10 +286,6 @@ int main(int argc, char **argv)
     g_test_add_func("/checkpoint-ops/reopen", test_reopen);
     g_test_add_func("/checkpoint-ops/drained-section", test_drained_section);
     ret = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) {
-        g_printerr("could not remove %s\n", tmpdir);
-    }
-    g_free(tmpdir);
+    test_scratch_remove(tmpdir);
     return ret;
 }

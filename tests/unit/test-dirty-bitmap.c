@@ -9,6 +9,7 @@
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
+#include "scratch.h"
 
 #include <string.h>
 
@@ -18,19 +19,7 @@ static char *tmpdir;
 
 static BlockDriverState *open_raw(const char *name, int64_t size, int flags)
 {
-    g_autofree char *path = g_build_filename(tmpdir, name, NULL);
-    g_autoptr(JsonObject) o = json_object_new();
-    g_autoptr(JsonObject) opts = json_object_new();
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs;
-
-    json_object_set_int_member(o, "size", size);
-    g_assert_true(bdrv_create("raw", path, o, &err));
-    g_assert_no_error(err);
-    json_object_set_string_member(opts, "driver", "raw");
-    bs = bdrv_open(path, opts, flags, &err);
-    g_assert_no_error(err);
-    return bs;
+    return test_create_open(tmpdir, name, "raw", size, flags, NULL);
 }
 
 /* ---- Shadow model: one bool per granule ---- */
@@ -710,7 +699,7 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tmpdir = g_dir_make_tmp("bp-bitmap-XXXXXX", NULL);
+    tmpdir = test_scratch_dir("bp-bitmap");
     g_test_add_func("/dirty-bitmap/names-and-granularity",
                     test_names_and_granularity);
     g_test_add_func("/dirty-bitmap/marking-shadow", test_marking_shadow);
@@ -727,10 +716,6 @@ int main(int argc, char **argv)
     g_test_add_func("/dirty-bitmap/concurrent-marking",
                     test_concurrent_marking);
     ret = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) {
-        g_printerr("could not remove %s\n", tmpdir);
-    }
-    g_free(tmpdir);
+    test_scratch_remove(tmpdir);
     return ret;
 }

@@ -9,6 +9,7 @@
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
+#include "scratch.h"
 
 #include <string.h>
 
@@ -20,19 +21,8 @@ static char *tmpdir;
 
 static BlockDriverState *open_raw(void)
 {
-    g_autofree char *path = g_build_filename(tmpdir, "d.raw", NULL);
-    g_autoptr(JsonObject) o = json_object_new();
-    g_autoptr(JsonObject) opts = json_object_new();
-    g_autoptr(GError) err = NULL;
-    BlockDriverState *bs;
-
-    json_object_set_int_member(o, "size", (gint64)DISK);
-    g_assert_true(bdrv_create("raw", path, o, &err));
-    g_assert_no_error(err);
-    json_object_set_string_member(opts, "driver", "raw");
-    bs = bdrv_open(path, opts, BDRV_O_RDWR, &err);
-    g_assert_no_error(err);
-    return bs;
+    return test_create_open(tmpdir, "d.raw", "raw", (int64_t)DISK,
+                            BDRV_O_RDWR, NULL);
 }
 
 /* Is any granule of [off, off + 1) dirty in the model? */
@@ -167,16 +157,12 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tmpdir = g_dir_make_tmp("bp-nbd-bitmap-XXXXXX", NULL);
+    tmpdir = test_scratch_dir("bp-nbd-bitmap");
     g_test_add_func("/nbd/bitmap-context/random-requests",
                     test_random_requests);
     g_test_add_func("/nbd/bitmap-context/past-bitmap-end",
                     test_past_bitmap_end);
     ret = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) {
-        g_printerr("could not remove %s\n", tmpdir);
-    }
-    g_free(tmpdir);
+    test_scratch_remove(tmpdir);
     return ret;
 }

@@ -10,6 +10,7 @@
 #include "block/block_int.h"
 #include "block/dirty-bitmap.h"
 #include "qapi/error.h"
+#include "scratch.h"
 
 #include <string.h>
 
@@ -315,16 +316,12 @@ int main(int argc, char **argv)
     int ret;
 
     g_test_init(&argc, &argv, NULL);
-    tmpdir = g_dir_make_tmp("bp-qcow2-bitmap-XXXXXX", NULL);
+    tmpdir = test_scratch_dir("bp-qcow2-bitmap");
     g_test_add_func("/qcow2-bitmap/sessions", test_sessions);
     g_test_add_func("/qcow2-bitmap/persistent-limits",
                     test_persistent_limits);
     g_test_add_func("/qcow2-bitmap/read-only", test_read_only);
     ret = g_test_run();
-    g_autofree char *cmd = g_strdup_printf("rm -rf '%s'", tmpdir);
-    if (system(cmd) != 0) {
-        g_printerr("could not remove %s\n", tmpdir);
-    }
-    g_free(tmpdir);
+    test_scratch_remove(tmpdir);
     return ret;
 }
