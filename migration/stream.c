@@ -242,52 +242,44 @@ uint64_t mig_stream_bytes_received(MigStream *s)
     return __atomic_load_n(&s->bytes_received, __ATOMIC_RELAXED);
 }
 
-static bool write_all(MigStream *s, const void *buf, size_t len,
-                      GError **errp)
+/* All of @v, counted in bytes_sent (what went out before an error too). */
+static bool write_vectors(MigStream *s, GOutputVector *v, gsize n,
+                          GError **errp)
 {
     GOutputStream *out = g_io_stream_get_output_stream(s->io);
     gsize done = 0;
     g_autoptr(GError) err = NULL;
+    bool ok = g_output_stream_writev_all(out, v, n, &done, s->cancel, &err);
 
-    if (!g_output_stream_write_all(out, buf, len, &done, s->cancel, &err)) {
+    __atomic_add_fetch(&s->bytes_sent, done, __ATOMIC_RELAXED);
+    if (!ok) {
         if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
             error_setg(errp, "Migration stream closed");
         } else {
             error_setg(errp, "Failed to write the migration stream: %s",
                        err->message);
         }
-        __atomic_add_fetch(&s->bytes_sent, done, __ATOMIC_RELAXED);
-        return false;
     }
-    __atomic_add_fetch(&s->bytes_sent, len, __ATOMIC_RELAXED);
-    return true;
+    return ok;
+}
+
+static bool write_all(MigStream *s, const void *buf, size_t len,
+                      GError **errp)
+{
+    GOutputVector v = { buf, len };
+
+    return write_vectors(s, &v, 1, errp);
 }
 
 /* Header and payload in one system call where possible. */
 static bool write_section(MigStream *s, const uint8_t *h, const void *payload,
                           size_t len, GError **errp)
 {
-    GOutputStream *out = g_io_stream_get_output_stream(s->io);
     GOutputVector v[2] = {
         { h, MIG_SECTION_HEADER_SIZE }, { payload, len },
     };
-    gsize done = 0;
-    g_autoptr(GError) err = NULL;
 
-    if (!g_output_stream_writev_all(out, v, len ? 2 : 1, &done, s->cancel,
-                                    &err)) {
-        if (g_error_matches(err, G_IO_ERROR, G_IO_ERROR_CANCELLED)) {
-            error_setg(errp, "Migration stream closed");
-        } else {
-            error_setg(errp, "Failed to write the migration stream: %s",
-                       err->message);
-        }
-        __atomic_add_fetch(&s->bytes_sent, done, __ATOMIC_RELAXED);
-        return false;
-    }
-    __atomic_add_fetch(&s->bytes_sent, MIG_SECTION_HEADER_SIZE + len,
-                       __ATOMIC_RELAXED);
-    return true;
+    return write_vectors(s, v, len ? 2 : 1, errp);
 }
 
 /* Read exactly @len bytes; a clean EOF before them is "ended". */
