@@ -4,7 +4,8 @@
  * small write payloads), which keeps the syscall count per request low;
  * before each recv() it writes the replies it has queued.  Writes are
  * whole messages (header and payload in one sendmsg when possible) and
- * never raise SIGPIPE.
+ * never raise SIGPIPE.  The _nowait calls serve the poller (poller.c),
+ * which must never block on one client's socket.
  */
 #include "nbd/nbd-internal.h"
 
@@ -49,6 +50,41 @@ static int chan_fill(NbdClient *c)
     c->rlen += n;
     c->n_recvs++;
     return 0;
+}
+
+int nbd_chan_fill_nowait(NbdClient *c)
+{
+    ssize_t n;
+
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+    if (c->rlen == NBD_RBUF_SIZE) {
+        return -ENOBUFS;
+    }
+    do {
+        n = recv(c->fd, c->rbuf + c->rlen, NBD_RBUF_SIZE - c->rlen,
+                 MSG_DONTWAIT);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+    }
+    if (n == 0) {
+        return -ECONNRESET;
+    }
+    c->rlen += n;
+    c->n_recvs++;
+    return 1;
+}
+
+void nbd_chan_consume(NbdClient *c, size_t len)
+{
+    g_assert(len <= c->rlen - c->rpos);
+    c->rpos += len;
 }
 
 size_t nbd_chan_buffered(NbdClient *c)
@@ -148,6 +184,38 @@ int nbd_chan_writev(NbdClient *c, struct iovec *iov, int iovcnt)
         }
     }
     return 0;
+}
+
+ssize_t nbd_chan_try_writev(NbdClient *c, struct iovec *iov, int iovcnt)
+{
+    size_t done = 0;
+
+    while (iovcnt > 0) {
+        struct msghdr msg = { .msg_iov = iov, .msg_iovlen = iovcnt };
+        ssize_t n = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+        __atomic_add_fetch(&c->n_writes, 1, __ATOMIC_RELAXED);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                break;
+            }
+            return -errno;
+        }
+        done += n;
+        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
+            n -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + n;
+            iov->iov_len -= n;
+        }
+    }
+    return (ssize_t)done;
 }
 
 int nbd_chan_write(NbdClient *c, const void *buf, size_t len)

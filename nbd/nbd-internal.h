@@ -18,6 +18,7 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "block/block.h"
@@ -195,6 +196,7 @@ typedef struct NbdClient {
     bool sending;                    /* a thread is writing the socket */
     unsigned send_waiters;
     int send_error;                  /* first write error: all sends fail */
+    bool out_blocked;                /* the poller left bytes queued */
 
     /*
      * In-flight pool requests: counted atomically (the reader adds, the
@@ -206,10 +208,13 @@ typedef struct NbdClient {
     GMutex lock;                     /* guards quit; pairs with cond */
     GCond cond;
     bool quit;                       /* stop reading; tear down */
+    bool parked;                     /* under lock: the poller serves it */
+    bool ended;                      /* the poller ended the connection */
 
     gint n_logs;                     /* messages printed (rate limit) */
     /* Statistics (BP_NBD_DEBUG prints them at the end). */
     uint64_t n_requests;
+    uint64_t n_polled;               /* of which the poller served */
     uint64_t n_recvs;
     gint64 n_writes;
 } NbdClient;
@@ -220,6 +225,14 @@ typedef struct NbdClient {
 int nbd_chan_read(NbdClient *c, void *buf, size_t len);
 /* Discard exactly @len bytes of input. */
 int nbd_chan_skip(NbdClient *c, uint64_t len);
+/*
+ * Read what the socket has without waiting: 1 if bytes came in, 0 if
+ * none were there, -ENOBUFS if the buffer is full, -ECONNRESET at EOF, or
+ * -errno.  Unlike nbd_chan_read, it does not flush queued replies first.
+ */
+int nbd_chan_fill_nowait(NbdClient *c);
+/* Drop @len buffered bytes (at most nbd_chan_buffered()). */
+void nbd_chan_consume(NbdClient *c, size_t len);
 /* Bytes already buffered (not yet consumed). */
 size_t nbd_chan_buffered(NbdClient *c);
 /* The next @len buffered bytes, or NULL if fewer are buffered. */
@@ -227,6 +240,11 @@ const uint8_t *nbd_chan_peek(NbdClient *c, size_t len);
 /* Write every byte of @iov (the caller is the connection's sender). */
 int nbd_chan_writev(NbdClient *c, struct iovec *iov, int iovcnt);
 int nbd_chan_write(NbdClient *c, const void *buf, size_t len);
+/*
+ * Write what the socket takes without waiting (advancing @iov past it):
+ * the byte count, or -errno on an error other than a full socket.
+ */
+ssize_t nbd_chan_try_writev(NbdClient *c, struct iovec *iov, int iovcnt);
 /* Wake a reader blocked in recv() and make further I/O fail. */
 void nbd_chan_shutdown(NbdClient *c);
 
@@ -281,6 +299,31 @@ const char *nbd_opt_name(uint32_t opt);
 
 /* The transmission loop on the reader thread. */
 void nbd_transmission(NbdClient *c);
+
+typedef enum {
+    NBD_SERVE_WAIT,                  /* all served: wait for input */
+    NBD_SERVE_HAND_BACK,             /* the reader thread must go on */
+    NBD_SERVE_END,                   /* the connection must end */
+} NbdServeResult;
+
+/*
+ * On the poller: serve the requests of @c that complete without waiting,
+ * reading only what the socket already has.
+ */
+NbdServeResult nbd_request_serve_nowait(NbdClient *c);
+
+/* ---- poller.c ----------------------------------------------------------- */
+
+/* Whether idle readers hand their connection to the poller. */
+bool nbd_poller_enabled(void);
+/*
+ * From the reader thread of an idle @c: hand it to the poller and sleep
+ * until the poller hands it back (true; c->ended if the poller ended the
+ * connection).  False if there is no poller to take it.
+ */
+bool nbd_poller_park(NbdClient *c);
+/* Stop the poller thread (no connection may be parked). */
+void nbd_poller_stop(void);
 /* Make the reader quit and wait for the pool's requests (teardown). */
 void nbd_request_drain(NbdClient *c);
 
@@ -317,6 +360,10 @@ void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
  */
 void nbd_reply_set_deferred(bool on);
 int nbd_send_flush(NbdClient *c);
+/* The poller's side (poller.c): sends never wait for the socket. */
+void nbd_reply_set_nowait(bool on);
+/* Write the queue as far as the socket takes it: 0, -EAGAIN, or -errno. */
+int nbd_send_flush_nowait(NbdClient *c);
 void nbd_send_init(NbdClient *c);
 void nbd_send_cleanup(NbdClient *c);
 int nbd_send_simple(NbdClient *c, uint64_t handle, uint32_t error,

@@ -78,11 +78,79 @@ void nbd_encode_chunk_header(uint8_t *buf, uint16_t flags, uint16_t type,
  * wait, which stops the reader when the client does not read.
  */
 
+static void send_failed(NbdClient *c);
+
 static __thread bool reply_deferred;
+/*
+ * The poller thread never waits for a socket: what the socket does not
+ * take at once stays queued and c->out_blocked tells the poller to hand
+ * the connection back to its reader, which may wait.  It only serves a
+ * connection while no worker of it runs, so it is the only sender then.
+ */
+static __thread bool reply_nowait;
 
 void nbd_reply_set_deferred(bool on)
 {
     reply_deferred = on;
+}
+
+void nbd_reply_set_nowait(bool on)
+{
+    reply_nowait = on;
+}
+
+/*
+ * With send_lock held: write the queue, then @iov, as far as the socket
+ * takes them now; what is left (of both) stays queued, in order.
+ */
+static int drain_nowait_locked(NbdClient *c, const struct iovec *iov,
+                               int niov)
+{
+    struct iovec v[9];
+    size_t queued = c->out->len;
+    ssize_t done;
+    int n = 0;
+
+    g_assert(!c->sending && niov < (int)G_N_ELEMENTS(v));
+    if (queued) {
+        v[n].iov_base = c->out->data;
+        v[n++].iov_len = queued;
+    }
+    for (int i = 0; i < niov; i++) {
+        v[n++] = iov[i];
+    }
+    done = nbd_chan_try_writev(c, v, n);
+    if (done < 0) {
+        c->send_error = (int)done;
+        g_byte_array_set_size(c->out, 0);
+        return (int)done;
+    }
+    g_byte_array_remove_range(c->out, 0, MIN((size_t)done, queued));
+    done -= MIN((size_t)done, queued);
+    for (int i = 0; i < niov; i++) {
+        size_t skip = MIN((size_t)done, iov[i].iov_len);
+
+        g_byte_array_append(c->out, (const guint8 *)iov[i].iov_base + skip,
+                            iov[i].iov_len - skip);
+        done -= skip;
+    }
+    c->out_blocked = c->out->len > 0;
+    return 0;
+}
+
+int nbd_send_flush_nowait(NbdClient *c)
+{
+    int ret;
+
+    g_mutex_lock(&c->send_lock);
+    ret = c->send_error ? c->send_error
+                        : drain_nowait_locked(c, NULL, 0);
+    g_mutex_unlock(&c->send_lock);
+    if (ret < 0) {
+        send_failed(c);
+        return ret;
+    }
+    return c->out_blocked ? -EAGAIN : 0;
 }
 
 void nbd_send_init(NbdClient *c)
@@ -165,6 +233,24 @@ static int send_message(NbdClient *c, struct iovec *iov, int niov)
         total += iov[i].iov_len;
     }
     g_mutex_lock(&c->send_lock);
+    if (reply_nowait) {
+        if (c->send_error) {
+            ret = c->send_error;
+        } else if (total > NBD_OUT_COPY_MAX ||
+                   c->out->len + total > NBD_OUT_LIMIT) {
+            ret = drain_nowait_locked(c, iov, niov);
+        } else {
+            for (int i = 0; i < niov; i++) {
+                g_byte_array_append(c->out, iov[i].iov_base,
+                                    iov[i].iov_len);
+            }
+        }
+        g_mutex_unlock(&c->send_lock);
+        if (ret < 0) {
+            send_failed(c);
+        }
+        return ret;
+    }
     while (!c->send_error && c->sending &&
            (total > NBD_OUT_COPY_MAX || c->out->len > NBD_OUT_LIMIT)) {
         c->send_waiters++;

@@ -407,22 +407,27 @@ static bool dispatch(NbdClient *c, const NbdRequestHeader *hdr)
     return true;
 }
 
-/* Handle one request; false to end the connection. */
-static bool handle_request(NbdClient *c, const NbdRequestHeader *hdr)
+static void check_request(NbdClient *c, const NbdRequestHeader *hdr,
+                          NbdRequestCheck *chk)
 {
     NbdTxState st;
-    NbdRequestCheck chk;
 
     fill_state(c, &st);
-    nbd_request_check(hdr, &st, &chk);
-    switch (chk.verdict) {
+    nbd_request_check(hdr, &st, chk);
+}
+
+/* Act on a checked request; false to end the connection. */
+static bool handle_checked(NbdClient *c, const NbdRequestHeader *hdr,
+                           const NbdRequestCheck *chk)
+{
+    switch (chk->verdict) {
     case NBD_REQ_OK:
         return dispatch(c, hdr);
     case NBD_REQ_DISC:
         return false;
     case NBD_REQ_DISCONNECT:
         nbd_client_log(c, "%s: %s (magic 0x%08x, length %u), closing",
-                       nbd_cmd_name(hdr->type), chk.reason, hdr->magic,
+                       nbd_cmd_name(hdr->type), chk->reason, hdr->magic,
                        hdr->len);
         return false;
     case NBD_REQ_ERROR_DRAIN:
@@ -434,10 +439,121 @@ static bool handle_request(NbdClient *c, const NbdRequestHeader *hdr)
         nbd_client_log(c, "%s (type %u, flags 0x%x, offset %" PRIu64
                        ", length %u): %s", nbd_cmd_name(hdr->type),
                        hdr->type, hdr->flags, hdr->offset, hdr->len,
-                       chk.reason);
-        return nbd_send_error(c, hdr->handle, chk.error, chk.reason) == 0;
+                       chk->reason);
+        return nbd_send_error(c, hdr->handle, chk->error, chk->reason) == 0;
     }
     return false;
+}
+
+/* Handle one request; false to end the connection. */
+static bool handle_request(NbdClient *c, const NbdRequestHeader *hdr)
+{
+    NbdRequestCheck chk;
+
+    check_request(c, hdr, &chk);
+    return handle_checked(c, hdr, &chk);
+}
+
+/* ---- Serving from the poller -------------------------------------------- */
+
+/*
+ * Whether the poller may take @hdr: only what completes without waiting
+ * for anyone (the request is whole in the buffer, it runs inline, its
+ * error reply needs no payload beyond the buffer) and only while no
+ * worker of the connection runs, so that the poller is the connection's
+ * only sender.  Everything else goes back to the reader thread.
+ */
+static bool poller_may_take(NbdClient *c, const NbdRequestHeader *hdr,
+                            const NbdRequestCheck *chk)
+{
+    if (g_atomic_int_get(&c->inflight) > 0 || c->pool_mode > 0) {
+        return false;
+    }
+    switch (chk->verdict) {
+    case NBD_REQ_OK:
+        if (inline_policy() == INLINE_NEVER) {
+            return false;
+        }
+        if (hdr->type == NBD_CMD_BLOCK_STATUS) {
+            return true;
+        }
+        return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
+               hdr->len <= NBD_INLINE_MAX &&
+               !(hdr->flags & NBD_CMD_FLAG_FUA) && !c->exp->writethrough;
+    case NBD_REQ_ERROR:
+    case NBD_REQ_ERROR_DRAIN:
+        return true;
+    default:
+        return false;
+    }
+}
+
+NbdServeResult nbd_request_serve_nowait(NbdClient *c)
+{
+    c->out_blocked = false;
+    for (;;) {
+        int ret;
+
+        while (nbd_chan_buffered(c) >= NBD_REQUEST_SIZE) {
+            NbdRequestHeader hdr;
+            NbdRequestCheck chk;
+            uint64_t need = NBD_REQUEST_SIZE;
+
+            if (__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE)) {
+                return NBD_SERVE_HAND_BACK;
+            }
+            nbd_request_decode(nbd_chan_peek(c, NBD_REQUEST_SIZE), &hdr);
+            check_request(c, &hdr, &chk);
+            if (!poller_may_take(c, &hdr, &chk)) {
+                return NBD_SERVE_HAND_BACK;
+            }
+            if (hdr.type == NBD_CMD_WRITE) {
+                need += hdr.len;
+            }
+            if (need > NBD_RBUF_SIZE) {
+                return NBD_SERVE_HAND_BACK;
+            }
+            if (nbd_chan_buffered(c) < need) {
+                break;                      /* the rest is on its way */
+            }
+            nbd_chan_consume(c, NBD_REQUEST_SIZE);
+            c->n_requests++;
+            c->n_polled++;
+            if (!handle_checked(c, &hdr, &chk)) {
+                return NBD_SERVE_END;
+            }
+            if (c->out_blocked || c->pool_mode > 0) {
+                return NBD_SERVE_HAND_BACK;
+            }
+        }
+        ret = nbd_chan_fill_nowait(c);
+        if (ret > 0) {
+            continue;
+        }
+        if (ret < 0) {
+            /* EOF or an error: the reader meets it again and ends. */
+            return NBD_SERVE_HAND_BACK;
+        }
+        /* Nothing more to read: the replies go out before we wait. */
+        ret = nbd_send_flush_nowait(c);
+        if (ret == -EAGAIN) {
+            return NBD_SERVE_HAND_BACK;
+        }
+        return ret < 0 ? NBD_SERVE_END : NBD_SERVE_WAIT;
+    }
+}
+
+/*
+ * Whether the reader, idle, should hand its connection to the poller and
+ * sleep: the poller then reads requests from many connections in one
+ * thread, so a client slower than the server does not cost a thread wake
+ * per request (see poller.c).
+ */
+static bool poller_wanted(NbdClient *c)
+{
+    return nbd_poller_enabled() && inline_policy() != INLINE_NEVER &&
+           c->pool_mode == 0 && g_atomic_int_get(&c->inflight) == 0 &&
+           nbd_chan_buffered(c) == 0;
 }
 
 void nbd_transmission(NbdClient *c)
@@ -448,6 +564,25 @@ void nbd_transmission(NbdClient *c)
         NbdRequestHeader hdr;
         bool quit;
 
+        if (poller_wanted(c)) {
+            int ret = nbd_chan_fill_nowait(c);
+
+            if (ret < 0) {
+                return;
+            }
+            if (ret == 0) {
+                if (nbd_send_flush(c) < 0) {
+                    return;
+                }
+                if (nbd_poller_park(c)) {
+                    if (c->ended) {
+                        return;
+                    }
+                    continue;
+                }
+                /* No poller: wait for input here. */
+            }
+        }
         if (nbd_chan_read(c, buf, sizeof(buf)) < 0) {
             return;
         }

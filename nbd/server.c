@@ -4,7 +4,8 @@
  * connections.
  *
  * Lifecycle of a connection: accept (main loop) -> reader thread runs the
- * handshake, then the transmission loop, then waits for its in-flight
+ * handshake, then the transmission loop (handing the connection to the
+ * poller whenever it is idle, poller.c), then waits for its in-flight
  * requests and its worker pool -> it moves itself to the dead list and
  * schedules the reaper -> the reaper (main loop) joins the thread, closes
  * the socket, detaches and unrefs the export, and re-arms accept if the
@@ -193,9 +194,9 @@ static void client_finish(NbdClient *c)
     /* Replies the reader queued (e.g. before NBD_CMD_DISC). */
     nbd_send_flush(c);
     if (c->n_requests && g_getenv("BP_NBD_DEBUG")) {
-        nbd_client_log(c, "%" PRIu64 " requests, %" PRIu64 " reads, %"
-                       PRId64 " writes", c->n_requests, c->n_recvs,
-                       c->n_writes);
+        nbd_client_log(c, "%" PRIu64 " requests (%" PRIu64 " served by "
+                       "the poller), %" PRIu64 " reads, %" PRId64 " writes",
+                       c->n_requests, c->n_polled, c->n_recvs, c->n_writes);
     }
     shutdown(c->fd, SHUT_RDWR);
     /* No request left: the export is free for a safe delete right now. */
@@ -506,5 +507,6 @@ void nbd_server_shutdown(void)
     }
     g_mutex_unlock(&srv.lock);
     reap_dead();
+    nbd_poller_stop();
     nbd_export_run_pending();
 }
