@@ -13,6 +13,32 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* Move the unread bytes to the start of the buffer. */
+static void compact(NbdClient *c)
+{
+    if (c->rpos == c->rlen) {
+        c->rpos = c->rlen = 0;
+    } else if (c->rpos > 0) {
+        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+        c->rlen -= c->rpos;
+        c->rpos = 0;
+    }
+}
+
+/* Skip @n written bytes of @iov. */
+static void iov_advance(struct iovec **iov, int *iovcnt, size_t n)
+{
+    while (*iovcnt > 0 && n >= (*iov)->iov_len) {
+        n -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + n;
+        (*iov)->iov_len -= n;
+    }
+}
+
 /*
  * The reader is about to wait for input: first write the replies it
  * queued, or the client might wait for them forever.
@@ -31,13 +57,7 @@ static int chan_fill(NbdClient *c)
         return -EPIPE;
     }
 
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0;
-    } else if (c->rpos > 0) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
-    }
+    compact(c);
     do {
         n = recv(c->fd, c->rbuf + c->rlen, NBD_RBUF_SIZE - c->rlen, 0);
     } while (n < 0 && errno == EINTR);
@@ -56,13 +76,7 @@ int nbd_chan_fill_nowait(NbdClient *c)
 {
     ssize_t n;
 
-    if (c->rpos == c->rlen) {
-        c->rpos = c->rlen = 0;
-    } else if (c->rpos > 0) {
-        memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
-        c->rlen -= c->rpos;
-        c->rpos = 0;
-    }
+    compact(c);
     if (c->rlen == NBD_RBUF_SIZE) {
         return -ENOBUFS;
     }
@@ -172,16 +186,7 @@ int nbd_chan_writev(NbdClient *c, struct iovec *iov, int iovcnt)
             }
             return errno == EAGAIN ? -ETIMEDOUT : -errno;
         }
-        /* Skip what was sent. */
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + n;
-            iov->iov_len -= n;
-        }
+        iov_advance(&iov, &iovcnt, (size_t)n);
     }
     return 0;
 }
@@ -205,15 +210,7 @@ ssize_t nbd_chan_try_writev(NbdClient *c, struct iovec *iov, int iovcnt)
             return -errno;
         }
         done += n;
-        while (iovcnt > 0 && (size_t)n >= iov->iov_len) {
-            n -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + n;
-            iov->iov_len -= n;
-        }
+        iov_advance(&iov, &iovcnt, (size_t)n);
     }
     return (ssize_t)done;
 }

@@ -8,8 +8,10 @@ after which the server must still serve a well-behaved client."""
 
 import os
 import random
+import re
 import socket
 import struct
+import threading
 import time
 import unittest
 
@@ -34,6 +36,7 @@ def rss_kib(pid):
 class RobustBase(IotestCase):
 
     EXTRA = ()
+    ENV = None
 
     def setUp(self):
         super().setUp()
@@ -46,7 +49,7 @@ class RobustBase(IotestCase):
         self.daemon = self.start_daemon(
             [self.ours('qemu-nbd'), '-t', '-e', '0', '-k', self.sock_path,
              '-f', 'raw', '-x', 'exp'] + list(self.EXTRA) + [self.path],
-            socket_path=self.sock_path)
+            socket_path=self.sock_path, env=self.ENV)
 
     def client(self, strict=True, negotiate=True, contexts=()):
         c = N.NbdClient.unix(self.sock_path, strict=strict)
@@ -201,6 +204,123 @@ class TestRequests(RobustBase):
             self.assertEqual(b.read(8 * MiB + i * 4096, 4096), data[i])
         b.disconnect()
         self.assert_healthy()
+
+class TestRequestsWithoutPoller(TestRequests):
+    """The same with every reader waiting for input on its own thread (the
+    path taken when the poller thread cannot be started)."""
+    ENV = {'BP_NBD_POLLER': 'off'}
+
+
+class TestPoller(RobustBase):
+    """Idle connections are served by one poller thread (nbd/poller.c).  A
+    client stopping half way through a request, or no longer reading its
+    replies, must hold up nobody else, and replies the poller could only
+    partly write must still reach their client whole and in order."""
+
+    ENV = {'BP_NBD_DEBUG': '1'}
+
+    def polled_counts(self, n):
+        """(requests, served by the poller) of the first `n` connections
+        to end, from the daemon's BP_NBD_DEBUG lines."""
+        pat = re.compile(r'(\d+) requests \((\d+) served by the poller\)')
+
+        def counts():
+            return [(int(a), int(b))
+                    for a, b in pat.findall(self.daemon.output())]
+        proc.wait_for(lambda: len(counts()) >= n,
+                      what='the connection statistics')
+        return counts()[:n]
+
+    def test_request_by_request_clients_are_served_by_the_poller(self):
+        c = self.client()
+        for i in range(40):
+            c.write(4 * MiB + i * 4096, b'%04d' % i * 1024)
+            self.assertEqual(c.read(4 * MiB + i * 4096, 4096),
+                             b'%04d' % i * 1024)
+        c.disconnect()
+        [(requests, polled)] = self.polled_counts(1)
+        self.assertEqual(requests, 81)          # and NBD_CMD_DISC
+        # The reader serves the first request (and any that come while
+        # it still has input), then parks the idle connection.
+        self.assertGreater(polled, 40)
+
+    def test_half_sent_request_holds_up_only_its_client(self):
+        a = self.client(strict=False)
+        data = os.urandom(4096)
+        a.send_raw(self.raw_header(N.CMD_WRITE, 6 * MiB, 4096, handle=77) +
+                   data[:1000])
+        b = self.client()
+        for i in range(64):
+            b.write(7 * MiB + i * 4096, bytes([i]) * 4096)
+        for i in range(0, 64, 7):
+            self.assertEqual(b.read(7 * MiB + i * 4096, 4096),
+                             bytes([i]) * 4096)
+        a.send_raw(data[1000:])
+        magic, error, handle = struct.unpack('>IIQ', a.recv_exact(16))
+        self.assertEqual((magic, error, handle),
+                         (N.SIMPLE_REPLY_MAGIC, 0, 77))
+        b.disconnect()
+        self.assertEqual(self.client().read(6 * MiB, 4096), data)
+
+    def unread_replies(self, structured):
+        pattern = os.urandom(4 * MiB)
+        w = self.client()
+        for off in range(0, len(pattern), 256 * KiB):
+            w.write(8 * MiB + off, pattern[off:off + 256 * KiB])
+        w.disconnect()
+        a = self.client(negotiate=False)
+        a.negotiate('exp', structured=structured)
+        rnd = random.Random(5)
+        expect = {}
+
+        def send_reads():
+            # 12 MiB of replies nobody reads for now: far more than the
+            # socket holds, so the poller's writes come up short.  (On a
+            # thread: the server stops reading requests while its replies
+            # cannot go out, and then these sends wait too.)
+            for _ in range(400):
+                off = rnd.randrange(len(pattern) // 4096 - 16) * 4096
+                length = rnd.choice([4096, 12 * KiB, 64 * KiB])
+                expect[a.request(N.CMD_READ, 8 * MiB + off, length,
+                                 handle=len(expect) + 1)] = \
+                    pattern[off:off + length]
+        sender = threading.Thread(target=send_reads)
+        sender.start()
+        self.addCleanup(sender.join)
+        b = self.client()
+        for i in range(128):
+            b.write(2 * MiB + i * 4096, bytes([i]) * 4096)
+        for i in range(0, 128, 9):
+            self.assertEqual(b.read(2 * MiB + i * 4096, 4096),
+                             bytes([i]) * 4096)
+        b.disconnect()
+        for _ in range(400):
+            r = a.reply()
+            self.assertEqual(r.error, 0)
+            self.assertEqual(r.data, expect[r.handle])
+        sender.join()
+        a.disconnect()
+        self.assert_healthy()
+
+    def test_unread_replies_arrive_whole_structured(self):
+        self.unread_replies(True)
+
+    def test_unread_replies_arrive_whole_simple(self):
+        self.unread_replies(False)
+
+    def test_poller_off(self):
+        self.daemon.stop()
+        self.daemon = self.start_daemon(
+            [self.ours('qemu-nbd'), '-t', '-e', '0', '-k', self.sock_path,
+             '-f', 'raw', '-x', 'exp', self.path],
+            socket_path=self.sock_path,
+            env={'BP_NBD_DEBUG': '1', 'BP_NBD_POLLER': 'off'})
+        c = self.client()
+        for i in range(10):
+            c.read(i * 4096, 4096)
+        c.disconnect()
+        self.assertEqual(self.polled_counts(1), [(11, 0)])
+
 
 class TestReadOnly(RobustBase):
     EXTRA = ('-r',)
