@@ -490,57 +490,58 @@ static bool poller_may_take(NbdClient *c, const NbdRequestHeader *hdr,
 
 NbdServeResult nbd_request_serve_nowait(NbdClient *c)
 {
+    int ret;
+
+    /*
+     * One read per wakeup: the poller's epoll is level-triggered, so what
+     * arrives after it (or did not fit) wakes the poller again, and
+     * reading on until the socket is empty would cost a second recv() per
+     * request when the client sends them one at a time.
+     */
     c->out_blocked = false;
-    for (;;) {
-        int ret;
-
-        while (nbd_chan_buffered(c) >= NBD_REQUEST_SIZE) {
-            NbdRequestHeader hdr;
-            NbdRequestCheck chk;
-            uint64_t need = NBD_REQUEST_SIZE;
-
-            if (__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE)) {
-                return NBD_SERVE_HAND_BACK;
-            }
-            nbd_request_decode(nbd_chan_peek(c, NBD_REQUEST_SIZE), &hdr);
-            check_request(c, &hdr, &chk);
-            if (!poller_may_take(c, &hdr, &chk)) {
-                return NBD_SERVE_HAND_BACK;
-            }
-            if (hdr.type == NBD_CMD_WRITE) {
-                need += hdr.len;
-            }
-            if (need > NBD_RBUF_SIZE) {
-                return NBD_SERVE_HAND_BACK;
-            }
-            if (nbd_chan_buffered(c) < need) {
-                break;                      /* the rest is on its way */
-            }
-            nbd_chan_consume(c, NBD_REQUEST_SIZE);
-            c->n_requests++;
-            c->n_polled++;
-            if (!handle_checked(c, &hdr, &chk)) {
-                return NBD_SERVE_END;
-            }
-            if (c->out_blocked || c->pool_mode > 0) {
-                return NBD_SERVE_HAND_BACK;
-            }
-        }
-        ret = nbd_chan_fill_nowait(c);
-        if (ret > 0) {
-            continue;
-        }
-        if (ret < 0) {
-            /* EOF or an error: the reader meets it again and ends. */
-            return NBD_SERVE_HAND_BACK;
-        }
-        /* Nothing more to read: the replies go out before we wait. */
-        ret = nbd_send_flush_nowait(c);
-        if (ret == -EAGAIN) {
-            return NBD_SERVE_HAND_BACK;
-        }
-        return ret < 0 ? NBD_SERVE_END : NBD_SERVE_WAIT;
+    ret = nbd_chan_fill_nowait(c);
+    if (ret < 0) {
+        /* EOF or an error: the reader meets it again and ends. */
+        return NBD_SERVE_HAND_BACK;
     }
+    while (nbd_chan_buffered(c) >= NBD_REQUEST_SIZE) {
+        NbdRequestHeader hdr;
+        NbdRequestCheck chk;
+        uint64_t need = NBD_REQUEST_SIZE;
+
+        if (__atomic_load_n(&c->quit, __ATOMIC_ACQUIRE)) {
+            return NBD_SERVE_HAND_BACK;
+        }
+        nbd_request_decode(nbd_chan_peek(c, NBD_REQUEST_SIZE), &hdr);
+        check_request(c, &hdr, &chk);
+        if (!poller_may_take(c, &hdr, &chk)) {
+            return NBD_SERVE_HAND_BACK;
+        }
+        if (hdr.type == NBD_CMD_WRITE) {
+            need += hdr.len;
+        }
+        if (need > NBD_RBUF_SIZE) {
+            return NBD_SERVE_HAND_BACK;
+        }
+        if (nbd_chan_buffered(c) < need) {
+            break;                          /* the rest is on its way */
+        }
+        nbd_chan_consume(c, NBD_REQUEST_SIZE);
+        c->n_requests++;
+        c->n_polled++;
+        if (!handle_checked(c, &hdr, &chk)) {
+            return NBD_SERVE_END;
+        }
+        if (c->out_blocked || c->pool_mode > 0) {
+            return NBD_SERVE_HAND_BACK;
+        }
+    }
+    /* The replies go out before the poller waits again. */
+    ret = nbd_send_flush_nowait(c);
+    if (ret == -EAGAIN) {
+        return NBD_SERVE_HAND_BACK;
+    }
+    return ret < 0 ? NBD_SERVE_END : NBD_SERVE_WAIT;
 }
 
 /*
