@@ -211,6 +211,11 @@ class TestRequestsWithoutPoller(TestRequests):
     ENV = {'BP_NBD_POLLER': 'off'}
 
 
+class TestRequestsInPool(TestRequests):
+    """The same with every request run by the connection's worker pool."""
+    ENV = {'BP_NBD_INLINE': 'never'}
+
+
 class TestPoller(RobustBase):
     """Idle connections are served by one poller thread (nbd/poller.c).  A
     client stopping half way through a request, or no longer reading its
