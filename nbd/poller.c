@@ -78,6 +78,9 @@ static gpointer poller_thread(gpointer opaque)
             if (!c) {
                 return NULL;
             }
+            if (!__atomic_load_n(&c->parked, __ATOMIC_ACQUIRE)) {
+                continue;                   /* not ours (cannot happen) */
+            }
             switch (nbd_request_serve_nowait(c)) {
             case NBD_SERVE_WAIT:
                 break;
@@ -139,7 +142,8 @@ bool nbd_poller_park(NbdClient *c)
         g_mutex_unlock(&c->lock);
         return false;
     }
-    c->parked = true;
+    /* Pairs with the poller's acquire: it sees the reader's last writes. */
+    __atomic_store_n(&c->parked, true, __ATOMIC_RELEASE);
     g_mutex_unlock(&c->lock);
     if (epoll_ctl(poller.epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
         g_mutex_lock(&c->lock);
