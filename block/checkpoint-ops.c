@@ -16,10 +16,14 @@
  *  5. the driver writes the new table together with the changed bitmaps
  *     in one update of the image metadata (ops->commit), so a crash leaves
  *     either the old or the new state on disk; a dropped bitmap leaves the
- *     bitmap directory in that same update;
+ *     bitmap directory in that same update (until then it is only made
+ *     non-persistent, and released from memory after the commit);
  *  6. the drain ends, and frozen bitmaps are dropped from memory again.
- * Only an operation of step 4 that fails undoes the steps before it
- * (a new bitmap is released); a remove plan can then simply be rerun.
+ * If an operation of step 4 or the commit fails, every operation done is
+ * undone in reverse order (CkptUndo): a new bitmap is released, a switch
+ * reverted, a merge target gets its old contents back, a dropped bitmap
+ * becomes persistent again.  The driver's commit puts its old chain back
+ * itself, so the node is left exactly as before.
  */
 #include "checkpoint-int.h"
 #include "qapi/error.h"
@@ -128,52 +132,108 @@ static BdrvDirtyBitmap *plan_bitmap(BlockDriverState *bs, const char *name,
     return bm;
 }
 
-/* One operation, in memory (requests drained). */
-static bool run_op(BlockDriverState *bs, const CkptOp *op, GPtrArray *added,
+/* What one operation of a plan changed in memory, to undo it. */
+typedef struct CkptUndo {
+    CkptOpKind kind;
+    BdrvDirtyBitmap *bm;
+    bool was_recording;     /* DISABLE, ENABLE */
+    HBitmap *backup;        /* MERGE: the target's contents before */
+} CkptUndo;
+
+/* One operation, in memory (requests drained); noted in @undo if done. */
+static bool run_op(BlockDriverState *bs, const CkptOp *op, GArray *undo,
                    GError **errp)
 {
-    BdrvDirtyBitmap *bm, *src;
+    CkptUndo u = { .kind = op->kind };
+    BdrvDirtyBitmap *src;
 
     if (op->kind == CKPT_OP_ADD) {
-        bm = block_dirty_bitmap_add(bs, op->bitmap, op->granularity, true,
-                                    false, errp);
-        if (bm) {
-            g_ptr_array_add(added, bm);
+        u.bm = block_dirty_bitmap_add(bs, op->bitmap, op->granularity, true,
+                                      false, errp);
+        if (u.bm) {
+            g_array_append_val(undo, u);
         }
-        return bm != NULL;
+        return u.bm != NULL;
     }
-    bm = plan_bitmap(bs, op->bitmap, errp);
-    if (!bm) {
+    u.bm = plan_bitmap(bs, op->bitmap, errp);
+    if (!u.bm) {
         return false;
     }
     switch (op->kind) {
     case CKPT_OP_DISABLE:
     case CKPT_OP_ENABLE:
-        if (!bdrv_dirty_bitmap_prepare_change(bm, errp)) {
+        if (!bdrv_dirty_bitmap_prepare_change(u.bm, errp)) {
             return false;
         }
+        u.was_recording = bdrv_dirty_bitmap_recording(u.bm);
         if (op->kind == CKPT_OP_ENABLE) {
-            bdrv_enable_dirty_bitmap(bm);
+            bdrv_enable_dirty_bitmap(u.bm);
         } else {
-            bdrv_disable_dirty_bitmap(bm);
+            bdrv_disable_dirty_bitmap(u.bm);
         }
-        return true;
+        break;
     case CKPT_OP_MERGE:
         src = plan_bitmap(bs, op->src, errp);
-        return src && bdrv_dirty_bitmap_prepare_change(bm, errp) &&
-               bdrv_merge_dirty_bitmap(bm, src, NULL, errp);
+        if (!src || !bdrv_dirty_bitmap_prepare_change(u.bm, errp) ||
+            !bdrv_merge_dirty_bitmap(u.bm, src, &u.backup, errp)) {
+            return false;
+        }
+        break;
     case CKPT_OP_REMOVE:
         /*
-         * Only from memory: the commit's directory update drops its
+         * Not yet from memory: the commit's directory update drops its
          * stored copy together with the new table, so that the image
          * never holds the new chain with the old parent bitmap.
          */
-        bdrv_release_dirty_bitmap(bm);
-        return true;
-    case CKPT_OP_ADD:
+        bdrv_dirty_bitmap_set_persistence(u.bm, false);
         break;
+    case CKPT_OP_ADD:
+        g_assert_not_reached();
     }
-    g_assert_not_reached();
+    g_array_append_val(undo, u);
+    return true;
+}
+
+/* The plan failed: put every bitmap back as it was, newest change first. */
+static void undo_ops(GArray *undo)
+{
+    for (guint i = undo->len; i-- > 0;) {
+        CkptUndo *u = &g_array_index(undo, CkptUndo, i);
+
+        switch (u->kind) {
+        case CKPT_OP_ADD:
+            bdrv_release_dirty_bitmap(u->bm);
+            break;
+        case CKPT_OP_DISABLE:
+        case CKPT_OP_ENABLE:
+            if (u->was_recording) {
+                bdrv_enable_dirty_bitmap(u->bm);
+            } else {
+                bdrv_disable_dirty_bitmap(u->bm);
+            }
+            break;
+        case CKPT_OP_MERGE:
+            bdrv_restore_dirty_bitmap(u->bm, g_steal_pointer(&u->backup));
+            break;
+        case CKPT_OP_REMOVE:
+            bdrv_dirty_bitmap_set_persistence(u->bm, true);
+            break;
+        }
+    }
+}
+
+/* The plan is committed: drop what only an undo would have needed. */
+static void finish_ops(GArray *undo)
+{
+    for (guint i = 0; i < undo->len; i++) {
+        CkptUndo *u = &g_array_index(undo, CkptUndo, i);
+
+        if (u->kind == CKPT_OP_MERGE) {
+            hbitmap_free(g_steal_pointer(&u->backup));
+        } else if (u->kind == CKPT_OP_REMOVE) {
+            bdrv_release_dirty_bitmap(u->bm);
+        }
+    }
 }
 
 /* Refuse plans touching a bitmap that something else holds. */
@@ -224,7 +284,7 @@ static bool run_plan(BlockDriverState *bs, const CheckpointChain *chain,
 {
     const BdrvCheckpointDriverOps *ops = ckpt_ops(bs);
     g_autoptr(CheckpointChain) next = ckpt_chain_copy(chain);
-    g_autoptr(GPtrArray) added = g_ptr_array_new();
+    g_autoptr(GArray) undo = g_array_new(FALSE, TRUE, sizeof(CkptUndo));
     bool ok = true;
 
     if (!ckpt_chain_apply(next, plan, errp) ||
@@ -238,15 +298,18 @@ static bool run_plan(BlockDriverState *bs, const CheckpointChain *chain,
     }
     bdrv_drained_begin(bs);
     for (guint i = 0; ok && i < plan->n_ops; i++) {
-        ok = run_op(bs, &plan->ops[i], added, errp);
+        ok = run_op(bs, &plan->ops[i], undo, errp);
     }
-    if (!ok) {
-        /* Only ADD comes before anything else can fail in a create. */
-        for (guint i = 0; i < added->len; i++) {
-            bdrv_release_dirty_bitmap(g_ptr_array_index(added, i));
-        }
+    if (ok && !ops->commit(bs, next, errp)) {
+        g_prefix_error(errp, "Could not %s checkpoint '%s', nothing was "
+                       "changed: ", plan->kind == CKPT_PLAN_CREATE ?
+                       "create" : "remove", plan->checkpoint);
+        ok = false;
+    }
+    if (ok) {
+        finish_ops(undo);
     } else {
-        ok = ops->commit(bs, next, errp);
+        undo_ops(undo);
     }
     bdrv_drained_end(bs);
     ckpt_unload_frozen(bs, ok ? next : chain);

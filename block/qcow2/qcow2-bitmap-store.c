@@ -4,10 +4,14 @@
  * synced, the header is switched to it (one write) and synced, and only
  * then are the old directory and replaced tables freed.  A crash at any
  * point leaves either the old or the new directory, and at worst leaked
- * clusters.  All functions run with the metadata lock held.
+ * clusters.  An update that fails leaves the old directory in memory and,
+ * as far as the I/O allows, on disk: a failed header write is undone by
+ * writing the old header back (switch_header()).  All functions run with
+ * the metadata lock held.
  */
 #include "qcow2.h"
 #include "qcow2-bitmap.h"
+#include "qcow2-checkpoint.h"
 #include "qapi/error.h"
 #include "util/bswap.h"
 
@@ -25,25 +29,66 @@ static Qcow2BitmapState *bm_state(BlockDriverState *bs)
 }
 
 /*
- * Crash tests: with BP_FAULT_BITMAP_STEP=N in the environment the process
- * dies (_exit(99), no cleanup) when a directory update reaches step N:
- * 1 new directory written, 2 synced, 3 header switched, 4 header synced,
- * 5 old clusters freed.  Steps count across updates in one process.
+ * Fault injection for tests, at the steps QCOW2_STEP_* of qcow2-bitmap.h:
+ * a directory update goes through 1-5, a checkpoint commit that changed
+ * no bitmap writes its table alone (6-7, qcow2-checkpoint.c).  Steps are
+ * counted over the process, from the moment a variable took its value:
+ *   BP_FAULT_BITMAP_STEP=N        the Nth step kills the process
+ *                                 (_exit(99): nothing flushed or closed);
+ *   BP_FAULT_BITMAP_STEP_ERROR=N  the Nth step fails with ENOSPC instead,
+ *                                 once: 1 as if the directory write, 2 the
+ *                                 sync, 3 and 6 the sync after the header
+ *                                 write (so the new header may be on disk)
+ *                                 had failed.  Nothing can fail after the
+ *                                 header is synced: at 4, 5 and 7 the step
+ *                                 is counted and no error injected.
+ * A unit test can set a variable between operations to arm it again.
  */
-static void crash_point(int step)
-{
-    static int want = -1;
-    static int seen;
-    const char *e;
+typedef struct FaultHook {
+    const char *var;
+    char *value;        /* the value the count started with */
+    int seen;
+} FaultHook;
 
-    if (want < 0) {
-        e = g_getenv("BP_FAULT_BITMAP_STEP");
-        want = e ? atoi(e) : 0;
+static GMutex fault_lock;
+static FaultHook crash_hook = { .var = "BP_FAULT_BITMAP_STEP" };
+static FaultHook error_hook = { .var = "BP_FAULT_BITMAP_STEP_ERROR" };
+
+static bool fault_hit(FaultHook *h)
+{
+    const char *e = g_getenv(h->var);
+
+    if (g_strcmp0(e, h->value)) {
+        g_free(h->value);
+        h->value = g_strdup(e);
+        h->seen = 0;
     }
-    if (want > 0 && ++seen == want) {
+    return e && atoi(e) > 0 && ++h->seen == atoi(e);
+}
+
+int qcow2_fault_point(int step)
+{
+    bool crash, fail;
+
+    g_mutex_lock(&fault_lock);
+    crash = fault_hit(&crash_hook);
+    fail = fault_hit(&error_hook);
+    g_mutex_unlock(&fault_lock);
+    if (crash) {
         g_printerr("BP_FAULT_BITMAP_STEP: exiting at step %d\n", step);
         _exit(99);
     }
+    if (!fail) {
+        return 0;
+    }
+    if (step == QCOW2_STEP_HEADER_SYNCED || step == QCOW2_STEP_OLD_FREED ||
+        step == QCOW2_STEP_TABLE_SYNCED) {
+        g_printerr("BP_FAULT_BITMAP_STEP_ERROR: step %d is past the commit "
+                   "point, not failing it\n", step);
+        return 0;
+    }
+    g_printerr("BP_FAULT_BITMAP_STEP_ERROR: failing step %d\n", step);
+    return -ENOSPC;
 }
 
 /* Allocate @size bytes and write @buf there; registers it as metadata. */
@@ -105,8 +150,15 @@ static void release_dropped(BlockDriverState *bs, GPtrArray *dropped)
     }
 }
 
-/* Point the header at the new directory (or drop the extension). */
-static int switch_header(BlockDriverState *bs, const Qcow2BitmapExt *ext)
+/*
+ * Point the header at the new directory (or drop the extension).  On
+ * failure our copy of the header is the old one again, and so is the
+ * image unless *unsure: a header write that failed may still have reached
+ * the disk, so the old header (with the checkpoint table it had) is
+ * written back, and *unsure says that failed too.
+ */
+static int switch_header(BlockDriverState *bs, const Qcow2BitmapExt *ext,
+                         bool *unsure)
 {
     Qcow2State *s = bs->opaque;
     const Qcow2RawExt *old = qcow2_header_find_ext(&s->hdr,
@@ -117,6 +169,7 @@ static int switch_header(BlockDriverState *bs, const Qcow2BitmapExt *ext)
     uint8_t raw[QCOW2_BME_EXT_SIZE];
     int ret;
 
+    *unsure = false;
     if (ext->nb_bitmaps) {
         qcow2_bitmap_ext_serialize(ext, raw);
         qcow2_header_set_ext(&s->hdr, QCOW2_EXT_BITMAPS, raw, sizeof(raw));
@@ -127,15 +180,21 @@ static int switch_header(BlockDriverState *bs, const Qcow2BitmapExt *ext)
     }
     ret = qcow2_update_header(bs);
     if (ret == 0) {
-        crash_point(3);
+        ret = qcow2_fault_point(QCOW2_STEP_HEADER_WRITTEN);
+    }
+    if (ret == 0) {
         ret = bdrv_flush(bs->file);
     }
     if (ret < 0) {
-        /* The old header may or may not be on disk: keep our copy old. */
         qcow2_header_set_ext(&s->hdr, QCOW2_EXT_BITMAPS, saved, saved_len);
         s->hdr.autoclear_features = saved_autoclear;
+        qcow2_checkpoints_unstage(bs);
+        *unsure = qcow2_update_header(bs) < 0 || bdrv_flush(bs->file) < 0;
+        return ret;
     }
-    return ret;
+    /* The header carried the staged checkpoint table too. */
+    qcow2_checkpoints_header_written(bs);
+    return 0;
 }
 
 int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
@@ -149,9 +208,12 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
     Qcow2BitmapExt ext = { 0 }, old = st->ext;
     bool had_dir = st->ext_present && st->trusted && !st->error;
     g_autofree uint8_t *buf = NULL;
+    const char *what = "write the bitmap directory";
+    bool unsure = false;
     int64_t off = 0;
     int ret;
 
+    st->switch_unsure = false;
     /* Entries of a distrusted directory are dropped the first time. */
     for (guint i = 0; i < entries->len; i++) {
         Qcow2BitmapEntry *e = g_ptr_array_index(entries, i);
@@ -166,32 +228,42 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
     if (keep->len) {
         off = write_new(bs, buf, ext.dir_size);
         if (off < 0) {
-            error_setg_errno(errp, (int)-off, "Could not write the bitmap "
-                             "directory");
+            error_setg_errno(errp, (int)-off, "Could not %s", what);
             return (int)off;
         }
         ext.dir_offset = (uint64_t)off;
     }
-    crash_point(1);
+    ret = qcow2_fault_point(QCOW2_STEP_DIR_WRITTEN);
     /* Everything the new directory references must be stable first. */
-    ret = qcow2_write_caches(bs);
+    if (ret == 0) {
+        what = "sync the new bitmap directory";
+        ret = qcow2_write_caches(bs);
+    }
     if (ret == 0) {
         ret = bdrv_flush(bs->file);
     }
     if (ret == 0) {
-        crash_point(2);
-        ret = switch_header(bs, &ext);
+        ret = qcow2_fault_point(QCOW2_STEP_DIR_SYNCED);
+    }
+    if (ret == 0) {
+        what = "update the bitmaps header extension";
+        ret = switch_header(bs, &ext, &unsure);
     }
     if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not update the bitmaps header "
-                         "extension");
-        if (off > 0) {
+        error_setg_errno(errp, -ret, "Could not %s", what);
+        if (unsure) {
+            /* The image may use the new directory: leak it. */
+            st->switch_unsure = true;
+            error_append_hint(errp, "The image may hold the old or the new "
+                              "bitmaps; 'qemu-img check -r leaks' frees "
+                              "the clusters of the other");
+        } else if (off > 0) {
             qcow2_meta_remove(s, off, ext.dir_size);
             qcow2_free_clusters(bs, off, ext.dir_size);
         }
         return ret;
     }
-    crash_point(4);
+    qcow2_fault_point(QCOW2_STEP_HEADER_SYNCED);
     /* The switch is done: what the old directory alone used is garbage. */
     if (had_dir && old.dir_size) {
         qcow2_meta_remove(s, old.dir_offset, old.dir_size);
@@ -203,7 +275,7 @@ int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
             qcow2_bitmap_free_clusters(bs, e);
         }
     }
-    crash_point(5);
+    qcow2_fault_point(QCOW2_STEP_OLD_FREED);
     st->ext = ext;
     st->ext_present = keep->len > 0;
     st->trusted = true;
@@ -424,12 +496,14 @@ int qcow2_bitmaps_store_locked(BlockDriverState *bs, GError **errp)
     if (!st || !s->writable || st->error) {
         return 0;
     }
+    st->switch_unsure = false;
     ret = build_dir(bs, entries, fresh, replaced, errp);
     if (ret == 0 && !same_dir(entries, st->dir)) {
         ret = qcow2_bitmap_write_dir(bs, entries, replaced, errp);
     }
     if (ret < 0) {
-        for (guint i = 0; i < fresh->len; i++) {
+        /* Unless the image may hold the new directory, which uses them. */
+        for (guint i = 0; !st->switch_unsure && i < fresh->len; i++) {
             qcow2_bitmap_free_clusters(bs, g_ptr_array_index(fresh, i));
         }
         return ret;

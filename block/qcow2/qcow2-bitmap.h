@@ -150,6 +150,12 @@ typedef struct Qcow2BitmapState {
     GPtrArray *dir;         /* Qcow2BitmapEntry *: the directory on disk */
     GHashTable *by_name;    /* name -> entry of dir */
     GHashTable *touched;    /* names changed in this session (owned) */
+    /*
+     * The last directory update failed after writing the header and could
+     * not write the old one back: the image may hold either directory, so
+     * the clusters of the new one were left allocated (leaked).
+     */
+    bool switch_unsure;
 } Qcow2BitmapState;
 
 /* qcow2-bitmap.c (hooks for the driver: see qcow2.h) */
@@ -169,6 +175,22 @@ Qcow2BitmapEntry *qcow2_bitmap_find_entry(BlockDriverState *bs,
  */
 int qcow2_bitmap_write_dir(BlockDriverState *bs, GPtrArray *entries,
                            GPtrArray *free_tables, GError **errp);
+/*
+ * Test fault injection at the sync points of a metadata update (see
+ * qcow2-bitmap-store.c and docs/interop/bitmaps.md, "Testing hooks"):
+ * returns 0, or -ENOSPC for an injected failure; an injected crash does
+ * not return.
+ */
+enum {
+    QCOW2_STEP_DIR_WRITTEN = 1,     /* new bitmap directory written */
+    QCOW2_STEP_DIR_SYNCED = 2,      /* ... and synced */
+    QCOW2_STEP_HEADER_WRITTEN = 3,  /* header switched to it */
+    QCOW2_STEP_HEADER_SYNCED = 4,   /* ... and synced: the commit point */
+    QCOW2_STEP_OLD_FREED = 5,       /* old clusters freed */
+    QCOW2_STEP_TABLE_WRITTEN = 6,   /* checkpoint table alone written */
+    QCOW2_STEP_TABLE_SYNCED = 7,    /* ... and synced */
+};
+int qcow2_fault_point(int step);
 /* Free a bitmap's table and data clusters (valid entries only). */
 void qcow2_bitmap_free_clusters(BlockDriverState *bs,
                                 const Qcow2BitmapEntry *e);

@@ -11,12 +11,14 @@
  * write.  A change is committed by staging the new table and storing the
  * bitmaps: the bitmap store's directory switch writes the header, so the
  * new directory and the new table land in one write.  A final header
- * write covers changes that left the directory alone.
+ * write covers changes that left the directory alone.  A commit that
+ * fails puts the old table back in s->hdr and the old chain in memory.
  *
  * Main thread only, except the hooks documented as called with the
  * metadata lock held.
  */
 #include "qcow2.h"
+#include "qcow2-bitmap.h"
 #include "qcow2-checkpoint.h"
 #include "qcow2-checkpoint-format.h"
 #include "qapi/error.h"
@@ -30,6 +32,10 @@ struct Qcow2CkptState {
     CheckpointChain *chain;   /* NULL iff error is set */
     GError *error;            /* why the stored table cannot be used */
     bool dirty;               /* s->hdr holds a table not yet on disk */
+    /* While a commit runs: the encoded table it replaces (NULL: none). */
+    bool committing;
+    uint8_t *prev;
+    uint32_t prev_len;
 };
 
 static Qcow2CkptState *ck_state(BlockDriverState *bs)
@@ -180,12 +186,96 @@ static bool qcow2_ckpt_check_room(BlockDriverState *bs,
     return usable_table(bs, errp) && encode(bs, chain, &buf, &len, errp);
 }
 
+/* Remember the staged table, which a failed commit puts back. */
+static void begin_commit(Qcow2State *s, Qcow2CkptState *st)
+{
+    const Qcow2RawExt *raw;
+
+    g_mutex_lock(&s->lock);
+    raw = qcow2_header_find_ext(&s->hdr, QCOW2_EXT_CHECKPOINTS);
+    st->prev = raw ? g_memdup2(raw->data, raw->len) : NULL;
+    st->prev_len = raw ? raw->len : 0;
+    st->committing = true;
+    g_mutex_unlock(&s->lock);
+}
+
+static void end_commit(Qcow2CkptState *st)
+{
+    st->committing = false;
+    g_clear_pointer(&st->prev, g_free);
+    st->prev_len = 0;
+}
+
+void qcow2_checkpoints_unstage(BlockDriverState *bs)
+{
+    Qcow2CkptState *st = ck_state(bs);
+
+    if (st && st->committing) {
+        stage(bs->opaque, st->prev, st->prev_len);
+    }
+}
+
+void qcow2_checkpoints_header_written(BlockDriverState *bs)
+{
+    Qcow2CkptState *st = ck_state(bs);
+
+    if (st) {
+        st->dirty = false;
+    }
+}
+
+/*
+ * The table alone, when no directory switch carried it (a commit that
+ * changed no bitmap).  A failed write is undone like a failed switch.
+ */
+static bool write_table(BlockDriverState *bs, GError **errp)
+{
+    Qcow2State *s = bs->opaque;
+    bool unsure = false;
+    int ret;
+
+    g_mutex_lock(&s->lock);
+    ret = qcow2_update_header(bs);
+    if (ret == 0) {
+        ret = qcow2_fault_point(QCOW2_STEP_TABLE_WRITTEN);
+    }
+    if (ret == 0) {
+        ret = bdrv_flush(bs->file);
+    }
+    if (ret < 0) {
+        qcow2_checkpoints_unstage(bs);
+        unsure = write_header(bs) < 0;
+    } else {
+        qcow2_fault_point(QCOW2_STEP_TABLE_SYNCED);
+        ck_state(bs)->dirty = false;
+    }
+    g_mutex_unlock(&s->lock);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not write the checkpoint table");
+        if (unsure) {
+            error_append_hint(errp, "The image may hold the old or the new "
+                              "table; the old one is written again on "
+                              "close");
+        }
+        return false;
+    }
+    return true;
+}
+
+/*
+ * The new table goes into s->hdr and the bitmaps are stored: their
+ * directory switch writes both in one header write.  If that fails, or
+ * the table's own write when there was no switch, the old chain comes
+ * back in memory and in s->hdr (the bitmap store has already put the old
+ * header back on disk if it could: see switch_header()).
+ */
 static bool qcow2_ckpt_commit(BlockDriverState *bs,
                               const CheckpointChain *chain, GError **errp)
 {
     Qcow2State *s = bs->opaque;
     Qcow2CkptState *st = ck_state(bs);
-    int ret;
+    g_autoptr(CheckpointChain) old = NULL;
+    bool ok;
 
     if (!usable_table(bs, errp)) {
         return false;
@@ -195,24 +285,25 @@ static bool qcow2_ckpt_commit(BlockDriverState *bs,
                    "read-only");
         return false;
     }
-    if (!set_chain(bs, chain, errp)) {
-        return false;
+    old = ckpt_chain_copy(st->chain);
+    begin_commit(s, st);
+    ok = set_chain(bs, chain, errp);
+    if (ok && !bdrv_store_persistent_dirty_bitmaps(bs, errp)) {
+        ok = false;
+    } else if (ok && st->dirty) {
+        ok = write_table(bs, errp);
     }
-    /* The directory switch, if the store makes one, writes the table too. */
-    if (!bdrv_store_persistent_dirty_bitmaps(bs, errp)) {
-        g_prefix_error(errp, "Could not store the bitmaps of the "
-                       "checkpoints: ");
-        return false;
+    if (!ok) {
+        g_mutex_lock(&s->lock);
+        stage(s, st->prev, st->prev_len);
+        g_mutex_unlock(&s->lock);
+        ckpt_chain_free(st->chain);
+        st->chain = g_steal_pointer(&old);
+        /* Whatever the image holds, the next flush writes the old table. */
+        st->dirty = true;
     }
-    g_mutex_lock(&s->lock);
-    ret = write_header(bs);
-    g_mutex_unlock(&s->lock);
-    if (ret < 0) {
-        error_setg_errno(errp, -ret, "Could not write the checkpoint table");
-        return false;
-    }
-    st->dirty = false;
-    return true;
+    end_commit(st);
+    return ok;
 }
 
 const BdrvCheckpointDriverOps qcow2_checkpoint_ops = {

@@ -22,6 +22,14 @@ int qcow2_checkpoints_open(BlockDriverState *bs, int flags, GError **errp);
 /* On close and inactivation (metadata lock held): write a pending table. */
 int qcow2_checkpoints_flush(BlockDriverState *bs);
 void qcow2_checkpoints_close(BlockDriverState *bs);
+/*
+ * For the bitmap store's header switch (metadata lock held): the header
+ * write reached the disk, with the staged table; or it failed, and the
+ * table of before the running commit (if any) goes back into s->hdr so
+ * that the old header can be written again.
+ */
+void qcow2_checkpoints_header_written(BlockDriverState *bs);
+void qcow2_checkpoints_unstage(BlockDriverState *bs);
 /* "checkpoints" in the format-specific info (metadata lock held). */
 void qcow2_checkpoints_info(BlockDriverState *bs, JsonObject *data);
 /*

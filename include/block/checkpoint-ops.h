@@ -40,8 +40,11 @@ typedef struct BdrvCheckpointDriverOps {
     /*
      * Make @chain the node's chain and write it to the image together with
      * every changed persistent bitmap, in one metadata update.  Requests
-     * on @bs are drained.  On failure the chain is still the node's (the
-     * bitmaps already changed) and is written again on close.
+     * on @bs are drained.  On failure the node's chain is the old one
+     * again, in memory and in what the driver writes next; the image
+     * holds the old state, or (if even writing the old header back
+     * failed) either state, never a mix.  The caller undoes its bitmap
+     * changes.
      */
     bool (*commit)(BlockDriverState *bs, const CheckpointChain *chain,
                    GError **errp);

@@ -3,8 +3,10 @@
  * qcow2 driver): every write made while checkpoints are created or
  * removed lands in exactly one checkpoint bitmap (the drained switch),
  * nothing is lost, frozen bitmaps leave memory after use, the guard on
- * checkpoint bitmaps, the chain survives a reopen, and a drained section
- * holds writes back.
+ * checkpoint bitmaps, the chain survives a reopen, a drained section
+ * holds writes back, and a create or remove whose metadata update fails
+ * (BP_FAULT_BITMAP_STEP_ERROR) leaves the chain and every bitmap exactly
+ * as they were, in memory and in the image.
  */
 #include "block/block.h"
 #include "block/checkpoint-ops.h"
@@ -270,6 +272,165 @@ static void test_drained_section(void)
     bdrv_unref(bs);
 }
 
+/* ---- Failed commits roll back ---- */
+
+/* The chain and, for each of its bitmaps, "name sha256 flags". */
+typedef struct {
+    CheckpointChain *chain;
+    GPtrArray *bitmaps;
+    guint n_bitmaps;
+} NodeState;
+
+static void node_state_free(NodeState *ns)
+{
+    ckpt_chain_free(ns->chain);
+    g_ptr_array_unref(ns->bitmaps);
+    g_free(ns);
+}
+G_DEFINE_AUTOPTR_CLEANUP_FUNC(NodeState, node_state_free)
+
+static NodeState *node_state(BlockDriverState *bs)
+{
+    NodeState *ns = g_new0(NodeState, 1);
+    g_autoptr(GError) err = NULL;
+
+    ns->chain = bdrv_checkpoint_chain(bs, &err);
+    g_assert_no_error(err);
+    ns->bitmaps = g_ptr_array_new_with_free_func(g_free);
+    ns->n_bitmaps = bdrv_dirty_bitmap_count_on_node(bs);
+    for (BdrvDirtyBitmap *bm = bdrv_dirty_bitmap_first(bs); bm;
+         bm = bdrv_dirty_bitmap_next(bm)) {
+        g_autofree char *sha = bdrv_dirty_bitmap_sha256(bm, &err);
+
+        g_assert_no_error(err);
+        g_ptr_array_add(ns->bitmaps, g_strdup_printf(
+            "%s %s rec=%d pers=%d inc=%d", bdrv_dirty_bitmap_name(bm), sha,
+            bdrv_dirty_bitmap_recording(bm),
+            bdrv_dirty_bitmap_persistent(bm),
+            bdrv_dirty_bitmap_inconsistent(bm)));
+    }
+    return ns;
+}
+
+static void assert_same_state(NodeState *a, NodeState *b)
+{
+    g_assert_true(ckpt_chain_equal(a->chain, b->chain));
+    g_assert_cmpuint(a->n_bitmaps, ==, b->n_bitmaps);
+    g_assert_cmpuint(a->bitmaps->len, ==, b->bitmaps->len);
+    for (guint i = 0; i < a->bitmaps->len; i++) {
+        g_assert_cmpstr(g_ptr_array_index(a->bitmaps, i), ==,
+                        g_ptr_array_index(b->bitmaps, i));
+    }
+}
+
+static void write_at(BlockDriverState *bs, int64_t granule)
+{
+    uint8_t buf[4096];
+
+    memset(buf, 0x5a, sizeof(buf));
+    g_assert_cmpint(bdrv_pwrite(bs, granule * GRAN, sizeof(buf), buf, 0),
+                    ==, 0);
+}
+
+/*
+ * Make the create or remove of @name fail with ENOSPC at step 1, 2 and 3
+ * of its metadata updates (the steps that can fail); each failure must
+ * leave @bs exactly as before.  With @commit the failure is the commit's
+ * (no write session: the plan's own operations write nothing).  Then
+ * the operation must succeed.
+ */
+static void fail_each_step(BlockDriverState *bs, bool create,
+                           const char *name, bool commit)
+{
+    g_autoptr(GError) err = NULL;
+
+    for (int step = 1; step <= 3; step++) {
+        g_autoptr(NodeState) before = node_state(bs);
+        g_autoptr(NodeState) after = NULL;
+        /* A new text restarts the count: see qcow2-bitmap-store.c. */
+        g_autofree char *arm = g_strdup_printf("%d (%s %s)", step,
+                                               create ? "create" : "remove",
+                                               name);
+        bool ok;
+
+        g_setenv("BP_FAULT_BITMAP_STEP_ERROR", arm, TRUE);
+        ok = create ? bdrv_checkpoint_create(bs, name, NULL, GRAN, &err)
+                    : bdrv_checkpoint_remove(bs, name, &err);
+        g_setenv("BP_FAULT_BITMAP_STEP_ERROR", "0 (off)", TRUE);
+        g_assert_false(ok);
+        g_assert_nonnull(strstr(err->message, "No space left on device"));
+        if (commit) {
+            g_assert_nonnull(strstr(err->message, "nothing was changed"));
+        }
+        g_clear_error(&err);
+        after = node_state(bs);
+        assert_same_state(before, after);
+    }
+    if (create) {
+        create_ok(bs, name);
+    } else {
+        remove_ok(bs, name);
+    }
+}
+
+static uint64_t count_of(BlockDriverState *bs, const char *bitmap)
+{
+    return bdrv_get_dirty_count(bdrv_find_dirty_bitmap(bs, bitmap));
+}
+
+static void test_failed_commit_rolls_back(void)
+{
+    g_autofree char *path = NULL;
+    BlockDriverState *bs = open_new("rollback.qcow2", &path);
+    g_autoptr(NodeState) before = NULL;
+    g_autoptr(NodeState) after = NULL;
+    g_autoptr(GError) err = NULL;
+
+    create_ok(bs, "c0");
+    write_at(bs, 1);
+    create_ok(bs, "c1");
+    write_at(bs, 2);
+    write_at(bs, 3);
+    create_ok(bs, "c2");
+    write_at(bs, 5);
+    create_ok(bs, "c3");
+
+    /* A middle one: merge into c0, drop c1. */
+    fail_each_step(bs, false, "c1", true);
+    g_assert_null(bdrv_find_dirty_bitmap(bs, "c1"));
+    g_assert_cmpuint(count_of(bs, "c0"), ==, 3 * GRAN);
+    /* A new one: add c4, switch c3 off. */
+    fail_each_step(bs, true, "c4", true);
+    /* In a write session the merge target is flagged in use first. */
+    write_at(bs, 7);
+    fail_each_step(bs, false, "c4", false);
+    g_assert_true(bdrv_dirty_bitmap_recording(
+        bdrv_find_dirty_bitmap(bs, "c3")));
+    g_assert_cmpuint(count_of(bs, "c3"), ==, GRAN);
+    /* The newest: merge into its parent, switch that on again, drop it. */
+    write_at(bs, 9);
+    create_ok(bs, "c5");
+    write_at(bs, 11);
+    create_ok(bs, "c6");
+    fail_each_step(bs, false, "c6", true);
+    g_assert_true(bdrv_dirty_bitmap_recording(
+        bdrv_find_dirty_bitmap(bs, "c5")));
+    g_assert_cmpuint(count_of(bs, "c5"), ==, GRAN);
+    fail_each_step(bs, false, "c5", true);
+    g_assert_true(bdrv_dirty_bitmap_recording(
+        bdrv_find_dirty_bitmap(bs, "c3")));
+    g_assert_cmpuint(count_of(bs, "c3"), ==, 3 * GRAN);
+
+    /* The image holds what memory held. */
+    before = node_state(bs);
+    bdrv_unref(bs);
+    bs = bdrv_open(path, NULL, BDRV_O_RDWR, &err);
+    g_assert_no_error(err);
+    after = node_state(bs);
+    assert_same_state(before, after);
+    bdrv_unref(bs);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -285,6 +446,8 @@ int main(int argc, char **argv)
     g_test_add_func("/checkpoint-ops/guard", test_guard);
     g_test_add_func("/checkpoint-ops/reopen", test_reopen);
     g_test_add_func("/checkpoint-ops/drained-section", test_drained_section);
+    g_test_add_func("/checkpoint-ops/failed-commit-rolls-back",
+                    test_failed_commit_rolls_back);
     ret = g_test_run();
     test_scratch_remove(tmpdir);
     return ret;
