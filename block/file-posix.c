@@ -3,9 +3,12 @@
  * pread/pwrite (optionally O_DIRECT), holes via SEEK_DATA/SEEK_HOLE,
  * zeroes and discard via fallocate, and image locking with the same OFD
  * lock bytes QEMU uses, so that our tools and QEMU see each other's locks.
+ * Every call that moves, reserves or syncs bytes goes through a sys_*
+ * wrapper carrying the test fault hook (include/util/fault.h, BP_FAULT).
  */
 #include "block/block_int.h"
 #include "util/align.h"
+#include "util/fault.h"
 #include "util/options.h"
 
 #include <errno.h>
@@ -54,6 +57,89 @@ typedef struct {
 } FileState;
 
 static int64_t file_getlength(BlockDriverState *bs);
+
+/*
+ * The fault hook's slow path: false with errno set when the call must
+ * fail; otherwise *len may have shrunk (a short transfer), kept a
+ * multiple of @align so that O_DIRECT still accepts it.
+ */
+static bool fault_allows(FaultOp op, uint64_t off, size_t *len,
+                         uint32_t align)
+{
+    uint64_t n = *len;
+    int ret = fault_config_check(fault_active, op, off, &n);
+
+    if (ret < 0) {
+        errno = -ret;
+        return false;
+    }
+    if (n < *len && align > 1) {
+        n = MAX(ROUND_DOWN(n, align), MIN(align, *len));
+    }
+    *len = n;
+    return true;
+}
+
+static ssize_t sys_pread(int fd, void *buf, size_t len, off_t off,
+                         uint32_t align)
+{
+    if (fault_armed() && !fault_allows(FAULT_OP_READ, off, &len, align)) {
+        return -1;
+    }
+    return pread(fd, buf, len, off);
+}
+
+static ssize_t sys_pwrite(int fd, const void *buf, size_t len, off_t off,
+                          uint32_t align)
+{
+    if (fault_armed() && !fault_allows(FAULT_OP_WRITE, off, &len, align)) {
+        return -1;
+    }
+    return pwrite(fd, buf, len, off);
+}
+
+static int sys_fdatasync(int fd)
+{
+    size_t none = 0;
+
+    if (fault_armed() && !fault_allows(FAULT_OP_FLUSH, 0, &none, 1)) {
+        return -1;
+    }
+    return fdatasync(fd);
+}
+
+/* fallocate() that allocates or zeroes (not hole punching). */
+static int sys_fallocate(int fd, int mode, off_t off, off_t len)
+{
+    size_t n = len;
+
+    if (fault_armed() && !fault_allows(FAULT_OP_ALLOC, off, &n, 1)) {
+        return -1;
+    }
+    return fallocate(fd, mode, off, len);
+}
+
+/* posix_fallocate(): returns the error number, not -1. */
+static int sys_posix_fallocate(int fd, off_t off, off_t len)
+{
+    size_t n = len;
+
+    if (fault_armed() && !fault_allows(FAULT_OP_ALLOC, off, &n, 1)) {
+        return errno;
+    }
+    return posix_fallocate(fd, off, len);
+}
+
+/* An ftruncate() event covers [new length, new length]. */
+static int sys_ftruncate(int fd, off_t len)
+{
+    size_t none = 0;
+
+    if (fault_armed() && !fault_allows(FAULT_OP_TRUNCATE, len, &none, 1)) {
+        return -1;
+    }
+    return ftruncate(fd, len);
+}
 
 static void file_note_length(FileState *s, int64_t len)
 {
@@ -284,7 +370,8 @@ static int file_pread(BlockDriverState *bs, int64_t offset, int64_t bytes,
     int64_t done = 0;
 
     while (done < bytes) {
-        ssize_t n = pread(s->fd, p + done, bytes - done, offset + done);
+        ssize_t n = sys_pread(s->fd, p + done, bytes - done, offset + done,
+                              bs->request_alignment);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -322,7 +409,8 @@ static int file_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
         g_mutex_lock(&s->buffered_write_lock);
     }
     while (done < bytes) {
-        ssize_t n = pwrite(s->fd, p + done, bytes - done, offset + done);
+        ssize_t n = sys_pwrite(s->fd, p + done, bytes - done,
+                               offset + done, bs->request_alignment);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -344,7 +432,7 @@ static int file_pwrite(BlockDriverState *bs, int64_t offset, int64_t bytes,
         return (int)done;
     }
     file_note_length(s, offset + bytes);
-    if ((flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
+    if ((flags & BDRV_REQ_FUA) && sys_fdatasync(s->fd) < 0) {
         return -errno;
     }
     return 0;
@@ -372,16 +460,20 @@ static int file_pwrite_zeroes(BlockDriverState *bs, int64_t offset,
         fallocate(s->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset,
                   bytes) == 0) {
         ret = 0;
-    } else if (fallocate(s->fd, FALLOC_FL_ZERO_RANGE, offset, bytes) == 0) {
+    } else if (sys_fallocate(s->fd, FALLOC_FL_ZERO_RANGE, offset,
+                             bytes) == 0) {
         ret = 0;
+    } else if (errno == ENOSPC || errno == EDQUOT || errno == EIO) {
+        /* Writing the zeroes instead would fail as well: report it. */
+        ret = -errno;
     } else if (offset >= st.st_size) {
         /* Beyond EOF: growing the file yields zeroes. */
-        ret = ftruncate(s->fd, offset + bytes) < 0 ? -errno : 0;
+        ret = sys_ftruncate(s->fd, offset + bytes) < 0 ? -errno : 0;
     }
     if (ret == 0) {
         file_note_length(s, offset + bytes);
     }
-    if (ret == 0 && (flags & BDRV_REQ_FUA) && fdatasync(s->fd) < 0) {
+    if (ret == 0 && (flags & BDRV_REQ_FUA) && sys_fdatasync(s->fd) < 0) {
         return -errno;
     }
     return ret;
@@ -406,7 +498,7 @@ static int file_flush(BlockDriverState *bs)
 {
     FileState *s = bs->opaque;
 
-    return fdatasync(s->fd) < 0 ? -errno : 0;
+    return sys_fdatasync(s->fd) < 0 ? -errno : 0;
 }
 
 static int64_t file_getlength(BlockDriverState *bs)
@@ -493,14 +585,14 @@ static int file_truncate(BlockDriverState *bs, int64_t offset, bool exact,
     if (!exact && offset <= cur) {
         return 0;
     }
-    if (ftruncate(s->fd, offset) < 0) {
+    if (sys_ftruncate(s->fd, offset) < 0) {
         int err = errno;
         error_setg_errno(errp, err, "Failed to resize file");
         return -err;
     }
     __atomic_store_n(&s->known_len, offset, __ATOMIC_RELAXED);
     if (offset > cur && prealloc == PREALLOC_MODE_FALLOC &&
-        posix_fallocate(s->fd, cur, offset - cur) != 0) {
+        sys_posix_fallocate(s->fd, cur, offset - cur) != 0) {
         error_setg(errp, "Could not preallocate new data");
         return -EIO;
     }
@@ -508,7 +600,7 @@ static int file_truncate(BlockDriverState *bs, int64_t offset, bool exact,
         g_autofree uint8_t *z = g_malloc0(1 << 20);
         for (int64_t o = cur; o < offset; o += 1 << 20) {
             int64_t n = MIN(1 << 20, offset - o);
-            if (pwrite(s->fd, z, n, o) != n) {
+            if (sys_pwrite(s->fd, z, n, o, 1) != n) {
                 error_setg(errp, "Could not preallocate new data");
                 return -EIO;
             }
@@ -547,7 +639,7 @@ static bool file_create(const char *filename, JsonObject *opts, GError **errp)
         error_setg_errno(errp, errno, "Could not create '%s'", filename);
         return false;
     }
-    if (ftruncate(fd, size) < 0) {
+    if (sys_ftruncate(fd, size) < 0) {
         ret = -errno;
     } else if (mode == PREALLOC_MODE_OFF && size > 0) {
         /*
@@ -556,16 +648,16 @@ static bool file_create(const char *filename, JsonObject *opts, GError **errp)
          */
         static const uint8_t zeroes[4096];
         size_t n = MIN(size, sizeof(zeroes));
-        if (pwrite(fd, zeroes, n, 0) != (ssize_t)n) {
+        if (sys_pwrite(fd, zeroes, n, 0, 1) != (ssize_t)n) {
             ret = -errno;
         }
     } else if (mode == PREALLOC_MODE_FALLOC && size > 0) {
-        ret = -posix_fallocate(fd, 0, size);
+        ret = -sys_posix_fallocate(fd, 0, size);
     } else if (mode == PREALLOC_MODE_FULL && size > 0) {
         g_autofree uint8_t *z = g_malloc0(1 << 20);
         for (uint64_t o = 0; o < size && ret == 0; o += 1 << 20) {
             uint64_t n = MIN(UINT64_C(1) << 20, size - o);
-            if (pwrite(fd, z, n, o) != (ssize_t)n) {
+            if (sys_pwrite(fd, z, n, o, 1) != (ssize_t)n) {
                 ret = -EIO;
             }
         }

@@ -71,6 +71,16 @@ void qcow2_cache_free(Qcow2Cache *c)
     g_free(c);
 }
 
+bool qcow2_cache_has_dirty(Qcow2Cache *c)
+{
+    for (int i = 0; i < c->size; i++) {
+        if (c->entries[i].dirty) {
+            return true;
+        }
+    }
+    return false;
+}
+
 int qcow2_cache_num_tables(Qcow2Cache *c)
 {
     return c->size;
@@ -90,16 +100,24 @@ static int slot_of_table(Qcow2Cache *c, void *table)
     return (int)i;
 }
 
-/* Write and sync the cache @c depends on, and forget the dependency. */
+/*
+ * Write and sync the cache @c depends on, and forget the dependency once
+ * that worked: after a failure, @c's tables must keep waiting.
+ */
 static int flush_dependency(BlockDriverState *bs, Qcow2Cache *c)
 {
     Qcow2Cache *dep = c->depends;
+    int ret;
 
     if (!dep) {
         return 0;
     }
     c->depends = NULL;
-    return qcow2_cache_flush(bs, dep);
+    ret = qcow2_cache_flush(bs, dep);
+    if (ret < 0 && !c->depends) {
+        c->depends = dep;
+    }
+    return ret;
 }
 
 static int entry_write(BlockDriverState *bs, Qcow2Cache *c, int i)

@@ -593,20 +593,26 @@ int qcow2_grow_l1(BlockDriverState *bs, uint64_t min_size)
         stq_be(hdr + 4, (uint64_t)off);
         ret = bdrv_pwrite(bs->file, QCOW2_HDR_L1_SIZE, 12, hdr, 0);
     }
-    if (ret == 0) {
-        ret = bdrv_flush(bs->file);
-    }
     if (ret < 0) {
         g_free(table);
         qcow2_free_clusters(bs, off, bytes);
         return ret;
     }
+    /*
+     * The header names the new table now, so we use it whether or not
+     * the sync below works; if it fails, the old table is leaked rather
+     * than freed (the header on the disk may still name it).
+     */
+    ret = bdrv_flush(bs->file);
     g_free(s->l1_table);
     s->l1_table = table;
     s->l1_size = (uint32_t)min_size;
     s->l1_offset = (uint64_t)off;
     s->hdr.l1_size = s->l1_size;
     s->hdr.l1_table_offset = s->l1_offset;
+    if (ret < 0) {
+        return ret;
+    }
     if (old_size) {
         return qcow2_free_clusters(bs, old_off, old_size * 8);
     }

@@ -359,7 +359,12 @@ int qcow2_write_caches(BlockDriverState *bs)
     int ret;
 
     if (!s->writable) {
-        return 0;
+        /*
+         * Marked corrupt: tables changed before that stay unwritten, and
+         * a flush must not pretend they are stored.
+         */
+        return qcow2_cache_has_dirty(s->l2_cache) ||
+               qcow2_cache_has_dirty(s->refblock_cache) ? -EIO : 0;
     }
     ret = qcow2_cache_write(bs, s->l2_cache);
     if (ret == 0) {

@@ -249,13 +249,19 @@ static int create_refblock(BlockDriverState *bs, uint64_t i)
     qcow2_cache_put(s->refblock_cache, &block);
     /* The block must be stable before the table points at it. */
     ret = qcow2_cache_flush(bs, s->refblock_cache);
-    if (ret < 0) {
-        return ret;
+    if (ret == 0) {
+        s->reftable[i] = off;
+        ret = write_reftable_entry(bs, i);
     }
-    s->reftable[i] = off;
-    ret = write_reftable_entry(bs, i);
     if (ret < 0) {
+        /*
+         * Nothing points at the block: forget it (a dirty copy in the
+         * cache too), so that the next allocation here creates it anew
+         * instead of finding its cluster "in use".
+         */
         s->reftable[i] = 0;
+        qcow2_cache_discard(s->refblock_cache, off, s->cluster_size);
+        qcow2_meta_remove(s, off, s->cluster_size);
         return ret;
     }
     return 0;
@@ -337,6 +343,9 @@ static int grow_reftable(BlockDriverState *bs, uint64_t need)
     }
     ret = qcow2_grow_file(bs, (start + nblocks + tclusters) <<
                                   s->cluster_bits);
+    /* Written from here on, even if this fails: no longer fresh. */
+    note_alloc(s, start << s->cluster_bits,
+               (start + nblocks + tclusters) << s->cluster_bits);
     if (ret == 0) {
         ret = write_new_refstructure(bs, start, nblocks, tclusters, table,
                                      entries);
@@ -346,15 +355,16 @@ static int grow_reftable(BlockDriverState *bs, uint64_t need)
         stl_be(hdr + 8, (uint32_t)tclusters);
         ret = bdrv_pwrite(bs->file, QCOW2_HDR_REFTABLE_OFFSET, 12, hdr, 0);
     }
-    if (ret == 0) {
-        ret = bdrv_flush(bs->file);
-    }
     if (ret < 0) {
         g_free(table);
         return ret;
     }
-    note_alloc(s, start << s->cluster_bits,
-               (start + nblocks + tclusters) << s->cluster_bits);
+    /*
+     * The header names the new table now, so we use it whether or not
+     * the sync below works; if it fails, the old table is leaked rather
+     * than freed (the header on the disk may still name it).
+     */
+    ret = bdrv_flush(bs->file);
     g_free(s->reftable);
     s->reftable = table;
     s->reftable_size = entries;
@@ -363,6 +373,9 @@ static int grow_reftable(BlockDriverState *bs, uint64_t need)
     s->hdr.refcount_table_clusters = (uint32_t)tclusters;
     qcow2_meta_add(s, start << s->cluster_bits, nblocks << s->cluster_bits,
                    QCOW2_META_REFBLOCK);
+    if (ret < 0) {
+        return ret;
+    }
     return qcow2_free_clusters(bs, old_off, old * 8);
 }
 
@@ -608,6 +621,8 @@ static int64_t alloc_big(BlockDriverState *bs, uint64_t n)
         return -EFBIG;
     }
     ret = qcow2_grow_file(bs, end << s->cluster_bits);
+    /* Written from here on, even if this fails: no longer fresh. */
+    note_alloc(s, start << s->cluster_bits, end << s->cluster_bits);
     for (uint64_t k = 0; k < nblocks && ret == 0; k++) {
         memset(buf, 0, s->cluster_size);
         for (uint64_t c = start; c < end; c++) {
@@ -633,11 +648,19 @@ static int64_t alloc_big(BlockDriverState *bs, uint64_t n)
         qcow2_meta_add(s, (start + k) << s->cluster_bits, s->cluster_size,
                        QCOW2_META_REFBLOCK);
         ret = write_reftable_entry(bs, first_rt + k);
+        if (ret < 0) {
+            /*
+             * Not linked: its clusters stay free for a later refcount
+             * block (the blocks linked before it only leak the run).
+             */
+            s->reftable[first_rt + k] = 0;
+            qcow2_meta_remove(s, (start + k) << s->cluster_bits,
+                              s->cluster_size);
+        }
     }
     if (ret < 0) {
         return ret;
     }
-    note_alloc(s, start << s->cluster_bits, end << s->cluster_bits);
     return (int64_t)((start + nblocks) << s->cluster_bits);
 }
 

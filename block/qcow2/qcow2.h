@@ -243,6 +243,8 @@ void qcow2_cache_discard(Qcow2Cache *c, uint64_t offset, uint64_t bytes);
 /* Drop every clean table; fails with -EBUSY if some are dirty or in use. */
 int qcow2_cache_empty(BlockDriverState *bs, Qcow2Cache *c);
 int qcow2_cache_num_tables(Qcow2Cache *c);
+/* Whether some table of @c has changes not yet written. */
+bool qcow2_cache_has_dirty(Qcow2Cache *c);
 
 /* qcow2-refcount.c (lock held). */
 int qcow2_refcount_init(BlockDriverState *bs, GError **errp);
