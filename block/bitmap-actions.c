@@ -58,6 +58,15 @@ static bool add_prepare(void *opaque, GError **errp)
     if (!a->bs) {
         return false;
     }
+    /*
+     * 0 means "default" to block_dirty_bitmap_add, but is refused in QMP
+     * (after the empty-name check, as QEMU orders them).
+     */
+    if (!gran && json_object_has_member(a->args, "granularity") &&
+        arg_str(a, "name") && arg_str(a, "name")[0]) {
+        error_setg(errp, "Granularity must be power of 2 and at least 512");
+        return false;
+    }
     a->bm = block_dirty_bitmap_add(
         a->bs, arg_str(a, "name"), gran,
         json_object_get_boolean_member_with_default(a->args, "persistent",

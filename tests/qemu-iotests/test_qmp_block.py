@@ -136,6 +136,117 @@ class TestCrossCheck(QSDCase):
         self.assertEqual(sums[0], sums[1])
 
 
+# Robustness items 41 and 44: a bad block-dirty-bitmap-add, alone and as
+# the second action of a transaction.  (label, extra arguments, the part
+# of QEMU's message that must appear in ours).
+LONG_NAME = 'n' * 1024
+BAD_ADDS = [
+    ('negative granularity', {'name': 'new', 'granularity': -1},
+     "Parameter 'granularity' expects uint32_t"),
+    ('large negative granularity', {'name': 'new', 'granularity': -65536},
+     "Parameter 'granularity' expects uint32_t"),
+    ('granularity over 32 bits', {'name': 'new', 'granularity': 1 << 32},
+     "Parameter 'granularity' expects uint32_t"),
+    ('granularity not a power of two', {'name': 'new', 'granularity': 1000},
+     'Granularity must be power of 2 and at least 512'),
+    ('granularity 64k + 512', {'name': 'new', 'granularity': 66048},
+     'Granularity must be power of 2 and at least 512'),
+    ('granularity below 512', {'name': 'new', 'granularity': 256},
+     'Granularity must be power of 2 and at least 512'),
+    ('granularity zero', {'name': 'new', 'granularity': 0},
+     'Granularity must be power of 2 and at least 512'),
+    ('existing name', {'name': 'b'}, 'Bitmap already exists: b'),
+    ('existing name, persistent', {'name': 'b', 'persistent': True},
+     'Bitmap already exists: b'),
+    ('existing name, other granularity', {'name': 'b', 'granularity': 512},
+     'Bitmap already exists: b'),
+    ('1024-byte name', {'name': LONG_NAME},
+     'Bitmap name too long: ' + LONG_NAME),
+    ('1024-byte name, persistent', {'name': LONG_NAME, 'persistent': True},
+     'Name length exceeds maximum (1023 characters)'),
+    ('1024-byte name, bad granularity', {'name': LONG_NAME,
+                                         'granularity': 1000},
+     'Granularity must be power of 2 and at least 512'),
+    ('empty name', {'name': ''}, 'Bitmap name cannot be empty'),
+]
+
+
+class TestBitmapAddErrors(QSDCase):
+    """Each bad add fails with QEMU's error class and message (the member
+    named where the schema rejects it) and leaves no bitmap behind: not
+    in query-named-block-nodes, not in the image afterwards."""
+
+    def run_bad_adds(self, binary, tag):
+        img = self.make_qcow2('e-%s.qcow2' % tag)
+        d, q = self.start(binary, img)
+        q.cmd_ok('block-dirty-bitmap-add', {'node': 'disk', 'name': 'b',
+                                            'persistent': True})
+        before = self.bitmaps(q)
+        self.assertEqual(list(before), ['b'])
+        replies = []
+        for label, extra, _ in BAD_ADDS:
+            args = {'node': 'disk'}
+            args.update(extra)
+            single = q.cmd('block-dirty-bitmap-add', args)
+            # The same add after a good one, in a transaction: the good
+            # one is rolled back.
+            tran = q.cmd('transaction', {'actions': [
+                {'type': 'block-dirty-bitmap-add',
+                 'data': {'node': 'disk', 'name': 'first'}},
+                {'type': 'block-dirty-bitmap-add', 'data': args}]})
+            replies.append((single, tran, self.bitmaps(q)))
+        # A 1023-byte name is still fine.
+        q.cmd_ok('block-dirty-bitmap-add', {'node': 'disk',
+                                            'name': LONG_NAME[:1023]})
+        q.cmd_ok('block-dirty-bitmap-remove', {'node': 'disk',
+                                               'name': LONG_NAME[:1023]})
+        q.cmd_ok('quit')
+        d.wait(timeout=60)
+        stored = json.loads(self.run_ok([
+            self.real('qemu-img'), 'info', '--output=json', img]))
+        names = [b['name'] for b in
+                 stored['format-specific']['data'].get('bitmaps', [])]
+        return before, replies, names
+
+    def test_bad_adds_leave_nothing(self):
+        ours = self.run_bad_adds(self.ours('qemu-storage-daemon'), 'ours')
+        real = self.run_bad_adds(self.real('qemu-storage-daemon'), 'real')
+        before, replies, stored = ours
+        self.assertEqual(stored, ['b'])
+        self.assertEqual(real[2], ['b'])
+        for (label, extra, needle), (single, tran, after), \
+                (rsingle, rtran, _) in zip(BAD_ADDS, replies, real[1]):
+            with self.subTest(case=label):
+                for r, rr in ((single, rsingle), (tran, rtran)):
+                    self.assertIn('error', r, r)
+                    self.assertIn('error', rr, rr)
+                    self.assertEqual(r['error']['class'], 'GenericError')
+                    self.assertEqual(r['error']['class'],
+                                     rr['error']['class'])
+                # Alone: word for word QEMU's message.
+                self.assertEqual(single['error']['desc'],
+                                 rsingle['error']['desc'])
+                self.assertIn(needle, single['error']['desc'])
+                # In a transaction ours also names the action, and the
+                # member's whole path where the schema rejects it.
+                self.assertIn(needle, rtran['error']['desc'])
+                self.assertIn(needle.replace("'granularity'",
+                                             "'actions[1].data.granularity'"),
+                              tran['error']['desc'])
+                if not needle.startswith('Parameter'):
+                    self.assertIn('Action 2 (block-dirty-bitmap-add) '
+                                  'failed: ', tran['error']['desc'])
+                # No partial bitmap: the node's bitmaps are exactly the
+                # ones before, attributes included.
+                self.assertEqual(after, before)
+        # The four kinds of mistake get four different messages.
+        kinds = ('negative granularity', 'granularity not a power of two',
+                 'existing name', '1024-byte name')
+        descs = {replies[[c[0] for c in BAD_ADDS].index(k)][0]['error']
+                 ['desc'] for k in kinds}
+        self.assertEqual(len(descs), len(kinds))
+
+
 class TestBlockdev(QSDCase):
 
     def setUp(self):
