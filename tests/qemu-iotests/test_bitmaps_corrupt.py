@@ -11,8 +11,8 @@ import os
 import shutil
 import unittest
 
-from bitmap_util import BitmapCase, KiB, MiB
-from harness import proc, qcow2
+from bitmap_util import BitmapCase, KiB, MiB, file_sha
+from harness import proc, qcow2, qmp
 
 SIZE = 64 * MiB
 AUTOCLEAR_BITMAPS = 0
@@ -251,6 +251,196 @@ class TestAutoclearClear(CorruptBase):
         self.assertEqual(rc, 0, text)
         self.data_readable(path)
 
+
+class TestAutoclearClearUse(CorruptBase):
+    """Item 13, continued: bitmaps of a directory whose autoclear bit is
+    clear are never used for NBD or for a checkpoint diff, and removing
+    them works.  The first change to the directory in a session drops
+    every untrusted entry at once (QEMU drops them all when it opens the
+    image read-write), so a removal loop that re-lists ends after one
+    step; a name no longer listed is then "not found", cleanly."""
+
+    def untrusted(self, name='img.qcow2', checkpoints=False):
+        path = self.img(name)
+        self.real_ok('create', '-f', 'qcow2', path, SIZE)
+        if checkpoints:
+            self.ours_ok('checkpoint', '-c', 'c0', path)
+            self.io('ours', path, 'write -P 0x11 0 1M')
+            self.ours_ok('checkpoint', '-c', 'c1', path)
+            self.io('ours', path, 'write -P 0x22 5M 64k')
+            self.ours_ok('bitmap', '--add', path, 'b0')
+            # Usable before the bit is cleared.
+            self.ours_ok('checkpoint', '--diff', 'c0', path)
+        else:
+            self.real_ok('bitmap', '--add', path, 'b0')
+            self.real_ok('bitmap', '--add', '-g', '128k', path, 'b1')
+            self.io('real', path, 'write -P 0x11 0 1M',
+                    'write -P 0x22 5M 64k')
+        qcow2.set_feature_bit(path, 'autoclear', AUTOCLEAR_BITMAPS, False)
+        return path
+
+    def nbd_refused(self, path, bitmap, needle):
+        """Our qemu-nbd refuses to export `bitmap`, read-only without
+        writing the file, and read-write."""
+        before = file_sha(path)
+        for extra in (['-r'], []):
+            rc, out, err = proc.run([self.ours('qemu-nbd'), '-f', 'qcow2',
+                                     '-k', self.sock('n.sock'), '-B',
+                                     bitmap] + extra + [path], timeout=60)
+            self.assertEqual(rc, 1, err)
+            self.assertIn(needle, err)
+            if extra:
+                self.assertEqual(file_sha(path), before)
+        # QEMU refuses as well (it dropped the bitmaps on open).
+        rc, out, err = proc.run([self.real('qemu-nbd'), '-r', '-f', 'qcow2',
+                                 '-k', self.sock('r.sock'), '-B', bitmap,
+                                 path], timeout=60)
+        self.assertEqual(rc, 1, err)
+
+    def daemon(self, path):
+        d, socks = qmp.start_qsd(self, self.ours('qemu-storage-daemon'))
+        q = qmp.QMPClient(socks[0])
+        self.addCleanup(q.close)
+        q.negotiate()
+        q.cmd_ok('blockdev-add', {'driver': 'qcow2', 'node-name': 'disk',
+                                  'file': {'driver': 'file',
+                                           'filename': path}})
+        q.cmd_ok('nbd-server-start', {'addr': {'type': 'unix', 'data': {
+            'path': self.sock('nbd.sock')}}})
+        return d, q
+
+    def node_bitmaps(self, q):
+        for n in q.cmd_ok('query-named-block-nodes'):
+            if n['node-name'] == 'disk':
+                return {b['name']: b for b in n.get('dirty-bitmaps', [])}
+        raise AssertionError('no node disk')
+
+    def export_refused(self, q, needle, **nbd):
+        args = {'type': 'nbd', 'id': 'e', 'node-name': 'disk'}
+        args.update(nbd)
+        r = q.cmd('block-export-add', args)
+        self.assertEqual(qmp.error_class(r), 'GenericError', r)
+        self.assertIn(needle, r['error']['desc'])
+        self.assertEqual(q.cmd_ok('query-block-exports'), [])
+
+    def remove_all(self, q, cmd, listing):
+        """Remove what `listing()` shows, one at a time, until nothing is
+        left; every removal succeeds.  Returns the names removed."""
+        removed = []
+        while listing():
+            name = sorted(listing())[0]
+            q.cmd_ok(cmd, {'node': 'disk', 'name': name})
+            self.assertNotIn(name, listing())
+            removed.append(name)
+            self.assertLessEqual(len(removed), 10)
+        return removed
+
+    def finish(self, d, q, path):
+        q.cmd_ok('quit')
+        d.wait(timeout=60)
+        # Leaks only (what the dropped directory used), which -r fixes.
+        rc, text = self.check_image(path)
+        self.assertIn(rc, (0, 3), text)
+        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
+        self.assertEqual(rc, 0, err)
+        rc, text = self.check_image(path)
+        self.assertEqual(rc, 0, text)
+        self.assertEqual(self.our_list(path), [])
+        self.data_readable(path)
+
+    def finish_with_bitmap(self, d, q, path, name):
+        q.cmd_ok('quit')
+        d.wait(timeout=60)
+        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
+        self.assertEqual(rc, 0, err)
+        rc, text = self.check_image(path)
+        self.assertEqual(rc, 0, text)
+        self.assertEqual([(b['name'], b['inconsistent'])
+                          for b in self.our_list(path)], [(name, False)])
+        self.assertEqual([b['name'] for b in self.info_bitmaps(path)],
+                         [name])
+        self.data_readable(path)
+
+    def ckpt_list(self, path):
+        return json.loads(self.ours_ok('checkpoint', '-l', '--output=json',
+                                       '-U', path))
+
+    def test_bitmaps_not_exported(self):
+        path = self.untrusted()
+        for name in ('b0', 'b1'):
+            self.nbd_refused(path, name,
+                             "Bitmap '%s' is inconsistent and cannot be "
+                             "used" % name)
+        d, q = self.daemon(path)
+        bms = self.node_bitmaps(q)
+        self.assertEqual(sorted(bms), ['b0', 'b1'])
+        self.assertTrue(all(b['inconsistent'] for b in bms.values()))
+        for spec in ('b0', {'node': 'disk', 'name': 'b1'}):
+            self.export_refused(q, 'is inconsistent and cannot be used',
+                                bitmaps=[spec])
+        # The export works without the bitmaps.
+        q.cmd_ok('block-export-add', {'type': 'nbd', 'id': 'plain',
+                                      'node-name': 'disk'})
+        q.cmd_ok('block-export-del', {'id': 'plain'})
+        q.wait_event('BLOCK_EXPORT_DELETED', timeout=30)
+        # Removal: the first drops both; the other name is then gone.
+        removed = self.remove_all(q, 'block-dirty-bitmap-remove',
+                                  lambda: self.node_bitmaps(q))
+        self.assertEqual(removed, ['b0'])
+        r = q.cmd('block-dirty-bitmap-remove', {'node': 'disk',
+                                                'name': 'b1'})
+        self.assertEqual(qmp.error_class(r), 'GenericError')
+        self.assertIn("Dirty bitmap 'b1' not found", r['error']['desc'])
+        # The names can be used again.
+        q.cmd_ok('block-dirty-bitmap-add', {'node': 'disk', 'name': 'b1',
+                                            'persistent': True})
+        self.finish_with_bitmap(d, q, path, 'b1')
+
+    def test_checkpoints_not_diffed_or_exported(self):
+        path = self.untrusted(checkpoints=True)
+        listing = {c['name']: c for c in self.ckpt_list(path)}
+        self.assertEqual(sorted(listing), ['c0', 'c1'])
+        self.assertFalse(any(c['usable'] for c in listing.values()))
+        before = file_sha(path)
+        for args in (['c0'], ['c1'], ['c0', '--to', 'c1']):
+            with self.subTest(diff=args):
+                rc, out, err = self.ours_rc('checkpoint', '--diff', *args,
+                                            path)
+                self.assertEqual(rc, 1, out)
+                self.assertIn("Checkpoint '%s' is unusable: bitmap '%s' is "
+                              "inconsistent" % (args[0], args[0]), err)
+                self.assertEqual(out, '')
+        self.assertEqual(file_sha(path), before)
+        self.nbd_refused(path, 'b0', 'is inconsistent and cannot be used')
+        self.nbd_refused(path, 'c1', "Bitmap 'c1' belongs to checkpoint")
+        d, q = self.daemon(path)
+        for spec in (['c0'], ['c1'], [{'from': 'c0', 'to': 'c1'}]):
+            self.export_refused(q, 'is inconsistent', checkpoints=spec)
+        self.export_refused(q, 'is inconsistent', bitmaps=['b0'])
+
+        def ckpts():
+            got = q.cmd_ok('query-block-checkpoints', {'node': 'disk'})
+            return {c['name']: c for c in got[0]['checkpoints']}
+        self.assertFalse(any(c['usable'] for c in ckpts().values()))
+        # Every checkpoint can be removed, one by one (the first change
+        # also drops the plain bitmap b0 with the rest of the directory).
+        removed = self.remove_all(q, 'block-checkpoint-remove', ckpts)
+        self.assertEqual(removed, ['c0', 'c1'])
+        self.assertEqual(self.node_bitmaps(q), {})
+        self.finish(d, q, path)
+        self.assertEqual(self.ckpt_list(path), [])
+
+    def test_checkpoints_removed_offline(self):
+        path = self.untrusted(checkpoints=True)
+        for name in ('c1', 'c0'):
+            self.ours_ok('checkpoint', '-d', name, path)
+        self.assertEqual(self.ckpt_list(path), [])
+        self.assertEqual(self.our_list(path), [])
+        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
+        self.assertEqual(rc, 0, err)
+        rc, text = self.check_image(path)
+        self.assertEqual(rc, 0, text)
+        self.data_readable(path)
 
 class TestCrashDuringUpdate(CorruptBase):
     """Item 19: die at each step of a directory update."""

@@ -6,6 +6,7 @@ mark the image corrupt; corrupt images open read-only only; feature bits
 (unknown incompatible, unknown autoclear, dirty) are handled per the
 specification."""
 
+import os
 import random
 import shutil
 import unittest
@@ -55,8 +56,13 @@ class TestHeaderFields(BadInputCase):
             ('header_length', 100, 'header_length is 100'),
             ('header_length', 108, 'not a multiple of 8'),
             ('header_length', 0xfffffff8, 'exceeds cluster size'),
-            ('cluster_bits', 8, 'Unsupported cluster size: 2^8'),
-            ('cluster_bits', 22, 'Unsupported cluster size: 2^22'),
+            # The message cites the supported range (catalogue item 5).
+            ('cluster_bits', 8, 'Unsupported cluster size: 2^8 '
+             '(supported: 2^9 to 2^21)'),
+            ('cluster_bits', 22, 'Unsupported cluster size: 2^22 '
+             '(supported: 2^9 to 2^21)'),
+            ('cluster_bits', 0, '2^0 (supported: 2^9 to 2^21)'),
+            ('cluster_bits', 63, '2^63 (supported: 2^9 to 2^21)'),
             ('crypt_method', 1, 'encrypted images'),
             ('refcount_order', 7, 'may not exceed 64 bits'),
             ('l1_size', 5 * 1024 * 1024, 'Active L1 table too large'),
@@ -92,11 +98,62 @@ class TestHeaderFields(BadInputCase):
                 self.assert_open_fails(img, needle)
 
     def test_backing_name_too_long(self):
-        img = self.variant(self.base_image(), 'b.qcow2')
-        im = qcow2.Image(img)
-        im.set_header_field('backing_file_offset', 0x1000)
-        im.set_header_field('backing_file_size', 2000)
-        self.assert_open_fails(img, 'Backing file name too long')
+        base = self.base_image()
+        # 1023 bytes is the longest name allowed (catalogue item 10).
+        for length in (1024, 2000):
+            with self.subTest(length=length):
+                img = self.variant(base, 'b.qcow2')
+                im = qcow2.Image(img)
+                im.set_header_field('backing_file_offset', 0x1000)
+                im.set_header_field('backing_file_size', length)
+                self.assert_open_fails(img, 'Backing file name too long: '
+                                       '%d bytes (at most 1023)' % length)
+
+
+class TestExtensions(BadInputCase):
+    """Catalogue item 6: an extension whose length runs past the header
+    cluster into the rest of the file is refused before its bytes are
+    used."""
+
+    def test_extension_past_first_cluster(self):
+        base = self.base_image()
+        cs = qcow2.Image(base).cluster_size
+        first = qcow2.Image(base).extensions()[0]
+        self.assertEqual(first.type, qcow2.EXT_FEATURE_TABLE)
+        data_start = first.offset + 8
+        left = cs - data_start
+        # The header cluster is followed by real data: an overlong
+        # extension would have bytes to read.
+        self.assertGreater(os.path.getsize(base), 2 * MiB)
+        cases = [
+            # (type, length): all but the last end inside the file.
+            (qcow2.EXT_FEATURE_TABLE, left + 1),
+            (qcow2.EXT_FEATURE_TABLE, cs),
+            (qcow2.EXT_BACKING_FORMAT, left + 8),
+            (qcow2.EXT_BITMAPS, MiB),
+            (0x12345678, left + 512),        # unknown: kept byte for byte
+            (0x12345678, 0xffffffff),
+        ]
+        for etype, length in cases:
+            with self.subTest(type='0x%08x' % etype, length=length):
+                img = self.variant(base, 'x.qcow2')
+                qcow2.write_bytes(img, first.offset,
+                                  qcow2.raw_extension(etype, length))
+                needle = ('Header extension 0x%08x at offset %d too large: '
+                          'length %d but only %d bytes are left in the '
+                          'header cluster' % (etype, first.offset, length,
+                                              left))
+                self.assert_open_fails(img, needle)
+                # QEMU refuses it too.
+                rc, out, err = self.run_cmd([self.qimg(), 'info', img])
+                self.assertEqual(rc, 1, out)
+                self.assertIn('Header extension too large', err)
+                # check cannot open it either: exit 1, file unchanged.
+                before = sha(img)
+                rc, out, err = self.run_cmd([self.tool(), 'check', img])
+                self.assertEqual(rc, 1, out + err)
+                self.assertIn('too large', err)
+                self.assertEqual(sha(img), before)
 
 
 class TestFeatureBits(BadInputCase):

@@ -30,6 +30,13 @@ def add_leaks(path, n=2):
         f.truncate((first + n) * cs)
 
 
+def set_backing_name(path, length):
+    """Point the header at a backing file name of `length` bytes."""
+    qcow2.write_bytes(path, 0x1000, b'b' * length)
+    qcow2.set_header_field(path, 'backing_file_offset', 0x1000)
+    qcow2.set_header_field(path, 'backing_file_size', length)
+
+
 @requires_real('qemu-img', 'qemu-io')
 class TestCheck(FrontendCase):
 
@@ -166,6 +173,21 @@ class TestCheck(FrontendCase):
             qcow2.Image(p).host_offset(0), 0), 2),
         'refcount-five': (lambda p: qcow2.Image(p).set_refcount(
             qcow2.Image(p).host_offset(0), 5), 2),
+        # Item 6: the first extension's length runs past the header
+        # cluster into the guest data that follows it.
+        'ext-past-cluster': (lambda p: qcow2.write_bytes(
+            p, qcow2.Image(p).extensions()[0].offset,
+            qcow2.raw_extension(qcow2.EXT_FEATURE_TABLE, 1 << 16)), 1),
+        # Item 10: a backing file name of 1024 bytes (1023 is the limit).
+        'backing-name-1024': (lambda p: set_backing_name(p, 1024), 1),
+    }
+
+    # What each side prints for some of them: (ours, real QEMU's).
+    CRAFTED_MESSAGES = {
+        'ext-past-cluster': ('Header extension 0x6803f857 at offset 112 '
+                             'too large', 'Header extension too large'),
+        'backing-name-1024': ('Backing file name too long: 1024 bytes '
+                              '(at most 1023)', 'Backing file name too long'),
     }
 
     def test_crafted_images_exit_codes(self):
@@ -183,10 +205,14 @@ class TestCheck(FrontendCase):
                     self.assertIn(rc, (0, 1, 2, 3, 63), err)
                     if want is not None:
                         self.assertEqual(rc, want, out + err)
-                    rrc = self.run_cmd([self.real('qemu-img'), 'check'] +
-                                       args + [p])[0]
+                    rrc, rout, rerr = self.run_cmd(
+                        [self.real('qemu-img'), 'check'] + args + [p])
                     if want is not None:
                         self.assertEqual(rrc, want)
+                    if name in self.CRAFTED_MESSAGES:
+                        needle, real_needle = self.CRAFTED_MESSAGES[name]
+                        self.assertIn(needle, err)
+                        self.assertIn(real_needle, rerr)
 
     def test_our_qcow2_images_check_clean(self):
         self.qcow2_ok()

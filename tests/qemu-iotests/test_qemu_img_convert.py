@@ -162,6 +162,42 @@ class TestConvert(FrontendCase):
             ours, real = self.run_both(['qemu-img', 'convert'] + args)
             self.assertEqual(ours[2], real[2])
 
+    def test_bitmaps_into_raw_refused_before_create(self):
+        """Robustness item 47: --bitmaps into a format without bitmap
+        support fails before the target exists, naming the format; an
+        existing target file is left as it was.  (QEMU 7.2 names the
+        format too, but only after creating the target.)"""
+        self.qcow2_ok()
+        src = self.src('qcow2')
+        self.real_img('bitmap', '--add', src, 'b0')
+        for args in (['-O', 'raw'], [], ['-f', 'qcow2', '-O', 'raw'],
+                     ['-O', 'raw', '-o', 'preallocation=full'],
+                     ['--skip-broken-bitmaps', '-O', 'raw']):
+            with self.subTest(args=args):
+                t = self.img('t.raw')
+                out, err = self.run_fail([self.ours('qemu-img'), 'convert',
+                                          '--bitmaps'] + args + [src, t],
+                                         rc=1)
+                self.assertIn("Format driver 'raw' does not support "
+                              "bitmaps", err)
+                self.assertFalse(os.path.exists(t), 'target created')
+        # The real tool gives the same message (and exit code).
+        t = self.img('real.raw')
+        rc, out, err = self.run_cmd([self.real('qemu-img'), 'convert',
+                                     '--bitmaps', '-O', 'raw', src, t])
+        self.assertEqual(rc, 1)
+        self.assertIn("Format driver 'raw' does not support bitmaps", err)
+        # A target that exists already is not truncated.
+        t = self.img('existing.raw')
+        with open(t, 'wb') as f:
+            f.write(b'keep me' * 1000)
+        self.run_fail([self.ours('qemu-img'), 'convert', '--bitmaps', '-O',
+                       'raw', src, t], rc=1)
+        with open(t, 'rb') as f:
+            self.assertEqual(f.read(), b'keep me' * 1000)
+        # The source is untouched and still has its bitmap.
+        self.assertIn('b0', self.real_img('info', src))
+
     def test_no_create_target_too_small(self):
         s = self.copy_to_both(self.src(), 's.raw')
         for d in self.dirs.values():

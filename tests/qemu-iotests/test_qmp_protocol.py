@@ -175,16 +175,48 @@ class TestEnvelope(QmpCase):
                 self.qmp.raw_send(data + b'\n')
                 r = self.qmp.recv()
                 self.assertError(r, 'GenericError', desc)
-                # Drain extra errors from re-synchronisation, then check
-                # the session still works.
-                self.qmp.raw_send(b'\xff\n{"execute": "query-version", '
-                                  b'"id": "sync"}\n')
-                while True:
+                self.assert_resynced()
+
+    def assert_resynced(self):
+        """Drain the extra errors of re-synchronisation; then an unknown
+        command still gets CommandNotFound and a known one its reply."""
+        self.qmp.raw_send(b'\xff\n{"execute": "no-such-command", '
+                          b'"id": "sync"}\n')
+        while True:
+            r = self.qmp.recv()
+            if r.get('id') == 'sync':
+                break
+            # Parse errors, or a value left over after re-synchronisation
+            # that is not an object.
+            self.assertError(r, 'GenericError')
+        self.assertError(r, 'CommandNotFound',
+                         'The command no-such-command has not been found')
+        self.assertIn('return', self.qmp.cmd('query-version'))
+
+    def test_control_bytes_in_strings(self):
+        """A raw newline, or any other byte below 0x20, inside a JSON
+        string is a parse error (JSON wants them escaped); DEL (0x7f) is
+        an ordinary character."""
+        self.qmp.negotiate()
+        templates = [
+            b'{"execute": "query-version", "id": "a%sb"}',
+            b'{"execute": "query-%sversion"}',
+            b'{"execute": "query-version", "arguments": {"x%s": 1}}',
+            b'{"exe%scute": "query-version"}',
+        ]
+        for byte in range(0x20):
+            for t in templates:
+                data = t % bytes([byte])
+                with self.subTest(data=data):
+                    self.qmp.raw_send(data + b'\n')
                     r = self.qmp.recv()
-                    if r.get('id') == 'sync':
-                        break
-                    self.assertError(r)
-                self.assertIn('return', r)
+                    self.assertError(r, 'GenericError', 'JSON parse error')
+                    self.assert_resynced()
+        # The escaped forms are fine.
+        r = self.qmp.cmd('query-version', id='a\nb\x01\x1f\x7f')
+        self.assertEqual(r['id'], 'a\nb\x01\x1f\x7f')
+        self.qmp.raw_send(b'{"execute": "query-version", "id": "a\x7fb"}')
+        self.assertEqual(self.qmp.recv()['id'], 'a\x7fb')
 
     def test_split_message(self):
         self.qmp.negotiate()

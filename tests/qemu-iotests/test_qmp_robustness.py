@@ -10,7 +10,7 @@ import socket
 import threading
 import unittest
 
-from harness import IotestCase
+from harness import IotestCase, proc
 from harness.qmp import QMPClient, QMPClosed, error_class, start_qsd
 
 MiB = 1024 * 1024
@@ -165,6 +165,109 @@ class TestDisconnect(RobustCase):
         self.assertEqual(c.recv()['id'], 'last')
         self.assertTrue(c.eof())
         self.assertServes()
+
+
+class TestEventsAfterDisconnect(RobustCase):
+    """Item 45: clients that vanish mid-command or mid-object leave the
+    event queue alone: every negotiated session, old or new, on either
+    monitor, still gets each event exactly once."""
+
+    def setUp(self):
+        super().setUp()
+        self.raw = self.img('disk.raw')
+        with open(self.raw, 'wb') as f:
+            f.truncate(MiB)
+        c = self.client(0)
+        names = {x['name'] for x in c.cmd_ok('query-commands')}
+        if 'block-export-add' not in names:
+            self.skipTest('our daemon has no block-export-add yet')
+        c.cmd_ok('blockdev-add', {'driver': 'raw', 'node-name': 'disk',
+                                  'file': {'driver': 'file',
+                                           'filename': self.raw}})
+        c.cmd_ok('nbd-server-start', {'addr': {'type': 'unix', 'data': {
+            'path': self.sock('nbd')}}})
+        c.close()
+
+    def export_args(self, exp_id):
+        return {'type': 'nbd', 'id': exp_id, 'node-name': 'disk'}
+
+    def exports(self, c):
+        return sorted(e['id'] for e in c.cmd_ok('query-block-exports'))
+
+    def delete_and_expect_event(self, actor, observers, exp_id):
+        """Delete export exp_id through `actor`; each observer (and the
+        actor) gets one BLOCK_EXPORT_DELETED for it, and no other."""
+        actor.cmd_ok('block-export-del', {'id': exp_id})
+        for c in [actor] + observers:
+            ev = c.wait_event('BLOCK_EXPORT_DELETED', timeout=30)
+            self.assertEqual(ev['data'], {'id': exp_id})
+        # One more round trip each: a duplicate would be queued by now
+        # (events are sent before the reply that follows them).
+        for c in [actor] + observers:
+            self.assertIn('return', c.cmd('query-version'))
+            self.assertEqual(c.get_events(), [])
+
+    def abuse(self, i, round):
+        """Each way a client can vanish; returns the id of an export a
+        vanished client created (or None)."""
+        c = self.client(i)
+        exp_id = None
+        kind = round % 5
+        if kind == 0:           # half a JSON object, then close
+            c.raw_send(b'{"execute": "block-export-add", "arguments": '
+                       b'{"type": "nbd", "id": "half", ')
+        elif kind == 1:         # a command whose reply is never read
+            exp_id = 'gone%d' % round
+            c.send('block-export-add', self.export_args(exp_id))
+        elif kind == 2:         # same, connection reset
+            exp_id = 'rst%d' % round
+            c.send('block-export-add', self.export_args(exp_id))
+            c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                              b'\x01\x00\x00\x00\x00\x00\x00\x00')
+        elif kind == 3:         # half a message in a half-closed socket
+            c.raw_send(b'{"execute": "query-qmp-schema", "id": [1, {"a"')
+            c.sock.shutdown(socket.SHUT_WR)
+        else:                   # many commands, nothing read
+            c.raw_send(b'{"execute": "query-block-exports"}' * 100)
+        c.close()
+        return exp_id
+
+    def test_events_reach_other_sessions(self):
+        # Negotiated before any abuse, on each monitor; one negotiated
+        # client that never reads until the end.
+        early = [self.client(0), self.client(1)]
+        unnegotiated = self.client(1, negotiate=False)
+        seen = []
+        for round in range(10):
+            with self.subTest(round=round):
+                exp_id = self.abuse(round % 2, round)
+                late = self.client((round + 1) % 2)
+                if exp_id:
+                    # The vanished client's command still ran.
+                    proc.wait_for(lambda: exp_id in self.exports(late),
+                                  timeout=30, what='export %s' % exp_id)
+                else:
+                    exp_id = 'e%d' % round
+                    late.cmd_ok('block-export-add',
+                                self.export_args(exp_id))
+                self.delete_and_expect_event(late, early, exp_id)
+                seen.append(exp_id)
+                self.assertEqual(self.exports(late), [])
+                late.close()
+        # Sessions that did not negotiate get no events at all.
+        self.assertEqual(unnegotiated.events, [])
+        self.assertEqual(error_class(unnegotiated.cmd('query-version')),
+                         'CommandNotFound')
+        self.assertEqual(unnegotiated.events, [])
+        # The server freed the vanished sessions: a quit ends every
+        # session left with SHUTDOWN.
+        early[0].cmd_ok('quit')
+        for c in early:
+            self.assertEqual(c.wait_event('SHUTDOWN')['data']['reason'],
+                             'host-qmp-quit')
+            self.assertTrue(c.eof())
+        self.assertEqual(self.daemon.wait(), 0)
+        self.assertEqual(len(seen), 10)
 
 
 class TestFuzz(RobustCase):
