@@ -335,6 +335,36 @@ static void hb_refresh_upper(HBitmap *hb, uint64_t ws, uint64_t we)
     }
 }
 
+/*
+ * Summaries of level-0 words changed one at a time, in increasing order:
+ * the changed words of one 64-word group are refreshed together, and only
+ * groups that changed are touched (a sparse stored bitmap of a 1 TiB disk
+ * changes a few hundred of its 256 Ki words).
+ */
+typedef struct HbChanged {
+    HBitmap *hb;
+    uint64_t lo, hi;                 /* pending words (one group); lo > hi: none */
+} HbChanged;
+
+static void hb_changed_flush(HbChanged *ch)
+{
+    if (ch->lo <= ch->hi) {
+        hb_refresh_upper(ch->hb, ch->lo, ch->hi);
+    }
+    ch->lo = 1;
+    ch->hi = 0;
+}
+
+static inline void hb_changed(HbChanged *ch, uint64_t i)
+{
+    if (ch->lo <= ch->hi && (i >> HB_SHIFT) == (ch->lo >> HB_SHIFT)) {
+        ch->hi = i;
+        return;
+    }
+    hb_changed_flush(ch);
+    ch->lo = ch->hi = i;
+}
+
 /* First set bit of level 0 at index >= pos, or -1. */
 static int64_t hb_find_set(const HBitmap *hb, uint64_t pos)
 {
@@ -585,20 +615,34 @@ bool hbitmap_merge(HBitmap *dst, const HBitmap *src)
     uint64_t *d = dst->levels[0];
     const uint64_t *s = src->levels[0];
     uint64_t added = 0;
+    HbChanged ch = { .hb = dst, .lo = 1, .hi = 0 };
 
     if (!hbitmap_can_merge(dst, src)) {
         return false;
     }
-    for (uint64_t i = 0; i < dst->nwords[0]; i++) {
-        if (s[i]) {
-            added += popcount64(s[i] & ~d[i]);
-            d[i] |= s[i];
+    if (src->nlevels > 1) {
+        /* Only the words the source's summary says are not empty. */
+        const uint64_t *sum = src->levels[1];
+
+        for (uint64_t u = 0; u < src->nwords[1]; u++) {
+            for (uint64_t bits = sum[u]; bits; bits &= bits - 1) {
+                uint64_t i = (u << HB_SHIFT) + ctz64(bits);
+                uint64_t add = s[i] & ~d[i];
+
+                if (add) {
+                    added += popcount64(add);
+                    d[i] |= add;
+                    hb_changed(&ch, i);
+                }
+            }
         }
+    } else if (s[0] & ~d[0]) {
+        added = popcount64(s[0] & ~d[0]);
+        d[0] |= s[0];
+        hb_changed(&ch, 0);
     }
-    if (added) {
-        dst->count_bits += added;
-        hb_refresh_upper(dst, 0, dst->nwords[0] - 1);
-    }
+    hb_changed_flush(&ch);
+    dst->count_bits += added;
     return true;
 }
 
@@ -698,6 +742,7 @@ static void hb_deserialize_bits(HBitmap *hb, const uint8_t *buf,
 {
     uint64_t *words = hb->levels[0];
     uint64_t nbytes = (nbits + 7) / 8, b = first / 8;
+    HbChanged ch = { .hb = hb, .lo = 1, .hi = 0 };
 
     for (uint64_t j = 0; j < nbytes;) {
         uint64_t *w = &words[b >> 3];
@@ -708,9 +753,12 @@ static void hb_deserialize_bits(HBitmap *hb, const uint8_t *buf,
             (nbytes - j > 8 || (nbytes - j == 8 && (nbits & 7) == 0))) {
             memcpy(&val, buf + j, sizeof(val));
             val = GUINT64_FROM_LE(val);
-            mask = ~0ULL;
             j += 8;
             b += 8;
+            if (val == old) {
+                continue;           /* most words of a sparse bitmap */
+            }
+            mask = ~0ULL;
         } else {
             unsigned shift = (unsigned)(b & 7) * 8;
             uint64_t keep = 0xff;
@@ -724,10 +772,13 @@ static void hb_deserialize_bits(HBitmap *hb, const uint8_t *buf,
             b++;
         }
         *w = (old & ~mask) | (val & mask);
-        hb->count_bits += popcount64(*w);
-        hb->count_bits -= popcount64(old);
+        if (*w != old) {
+            hb->count_bits += popcount64(*w);
+            hb->count_bits -= popcount64(old);
+            hb_changed(&ch, (uint64_t)(w - words));
+        }
     }
-    hb_refresh_upper(hb, first >> HB_SHIFT, (first + nbits - 1) >> HB_SHIFT);
+    hb_changed_flush(&ch);
 }
 
 uint64_t hbitmap_serialization_size(const HBitmap *hb, uint64_t offset,
