@@ -121,6 +121,8 @@ static int bitmap_change(BitmapArgs *a, const char *bitmap)
         error_report("Could not store the bitmaps of '%s': %s",
                      a->oa.filename, err->message);
         ret = IMG_EXIT_FAILURE;
+    } else if (!img_finish_writes(bs, a->oa.filename)) {
+        ret = IMG_EXIT_FAILURE;
     }
     return ret;
 }

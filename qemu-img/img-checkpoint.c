@@ -148,7 +148,7 @@ static int ckpt_change(CkptArgs *a)
         error_report("%s", err->message);
         return IMG_EXIT_FAILURE;
     }
-    return 0;
+    return img_finish_writes(bs, a->oa.filename) ? 0 : IMG_EXIT_FAILURE;
 }
 
 /* ---- --diff ---- */

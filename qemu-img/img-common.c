@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "block/activation.h"
 #include "qapi/error.h"
 #include "util/options.h"
 #include "img-common.h"
@@ -197,6 +198,17 @@ int64_t img_cvtnum(const char *what, const char *arg)
         return -1;
     }
     return (int64_t)v;
+}
+
+bool img_finish_writes(BlockDriverState *bs, const char *filename)
+{
+    g_autoptr(GError) err = NULL;
+
+    if (bdrv_is_read_only(bs) || bdrv_inactivate(bs, &err)) {
+        return true;
+    }
+    error_report("%s: %s", filename, err->message);
+    return false;
 }
 
 int img_extent_status(BlockDriverState *bs, int64_t offset, int64_t bytes,

@@ -123,6 +123,13 @@ int img_common_opt(const ImgCmd *cmd, ImgOpenArgs *oa, int c, char **argv);
  * writable open.
  */
 BlockDriverState *img_open(const ImgOpenArgs *a);
+/*
+ * The end of a command that changed @bs: bitmaps stored, everything
+ * flushed, and the node closed for writing, with any failure reported
+ * (what closing alone writes could fail unseen).  False after printing
+ * the error.
+ */
+bool img_finish_writes(BlockDriverState *bs, const char *filename);
 
 /*
  * Size argument named @what ("image size", "buffer size", ...).  Prints

@@ -377,8 +377,7 @@ static int img_convert_run(ImgConvertArgs *a)
         !img_bitmaps_convert_copy(srcs->pdata[0], out, a->skip_broken)) {
         ret = -1;
     }
-    if (ret == 0 && bdrv_flush(out) < 0) {
-        error_report("error while flushing the target");
+    if (ret == 0 && !img_finish_writes(out, ta.filename)) {
         ret = -1;
     }
     if (ret == 0) {

@@ -89,6 +89,9 @@ static int img_resize_run(ImgOpenArgs *oa, const char *size_arg,
         error_report("%s", err->message);
         return IMG_EXIT_FAILURE;
     }
+    if (!img_finish_writes(bs, oa->filename)) {
+        return IMG_EXIT_FAILURE;
+    }
     img_printf(oa->quiet, "Image resized.\n");
     return 0;
 }

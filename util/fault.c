@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* More rules than a test needs; a longer list is a typo, not a plan. */
 #define FAULT_MAX_RULES 16
@@ -27,6 +28,7 @@ typedef enum {
     FAULT_ACT_ENOSPC,
     FAULT_ACT_SHORT,
     FAULT_ACT_LOG,
+    FAULT_ACT_EXIT,
 } FaultAction;
 
 typedef struct {
@@ -62,6 +64,7 @@ static const char *const action_names[] = {
     [FAULT_ACT_ENOSPC] = "enospc",
     [FAULT_ACT_SHORT] = "short",
     [FAULT_ACT_LOG] = "log",
+    [FAULT_ACT_EXIT] = "exit",
 };
 
 static bool parse_op(const char *s, int *op)
@@ -147,7 +150,7 @@ static bool parse_rule(FaultRule *r, const char *text, GError **errp)
         return false;
     }
     if (!parse_action(parts[1], &r->action)) {
-        error_setg(errp, "unknown action '%s' (eio, enospc, short, log)",
+        error_setg(errp, "unknown action '%s' (eio, enospc, short, log, exit)",
                    parts[1]);
         return false;
     }
@@ -292,6 +295,9 @@ int fault_config_check(FaultConfig *cfg, FaultOp op, uint64_t offset,
                 result = -ENOSPC;
                 what = "injected ENOSPC";
                 break;
+            case FAULT_ACT_EXIT:
+                what = "process ends here (injected crash)";
+                break;
             default:
                 what = "injected short transfer";
                 break;
@@ -304,6 +310,11 @@ int fault_config_check(FaultConfig *cfg, FaultOp op, uint64_t offset,
         }
         if (what && r->action == FAULT_ACT_SHORT) {
             *bytes = short_len(offset, *bytes);
+        }
+        if (what && r->action == FAULT_ACT_EXIT) {
+            /* A crash before the call: nothing of it reaches the file. */
+            fflush(stderr);
+            _exit(FAULT_EXIT_STATUS);
         }
     }
     return result;

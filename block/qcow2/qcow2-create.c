@@ -281,16 +281,23 @@ static int write_layout(BlockDriverState *f, const CreateOpts *o,
     h.refcount_table_offset = cs;
     h.refcount_table_clusters = (uint32_t)rt;
     buf = g_try_malloc0((rt + rb) * cs);
-    ret = buf ? bdrv_truncate(f, (int64_t)end, true, PREALLOC_MODE_OFF, errp)
-              : -ENOMEM;
+    if (!buf) {
+        error_setg(errp, "Could not allocate %" PRIu64 " bytes for the "
+                   "refcount structures", (rt + rb) * cs);
+        ret = -ENOMEM;
+        goto out;
+    }
+    ret = bdrv_truncate(f, (int64_t)end, true, PREALLOC_MODE_OFF, errp);
     if (ret < 0) {
         goto out;
     }
     ret = qcow2_header_serialize(&h, buf, cs, errp);
-    if (ret >= 0) {
-        ret = bdrv_pwrite(f, 0, cs, buf, 0);
-    }
     if (ret < 0) {
+        goto out;
+    }
+    ret = bdrv_pwrite(f, 0, cs, buf, 0);
+    if (ret < 0) {
+        error_setg_errno(errp, -ret, "Could not write qcow2 header");
         goto out;
     }
     memset(buf, 0, (rt + rb) * cs);

@@ -15,7 +15,9 @@
  *         boundary of the file near the middle of the request, as the
  *         kernel may do (a request inside one sector goes through whole,
  *         though it counts as an event);
- *         log: inject nothing, print every matching event.
+ *         log: inject nothing, print every matching event;
+ *         exit: end the process at once with status 99, before the call
+ *         (a crash at that point: used to stop at each sync point).
  * after   the first N matching events pass (default 0).
  * count   then K events fail (default 1); inf: every later one.
  * from/to only events touching bytes [from, to) of the file match (sizes
@@ -35,6 +37,8 @@
 #include <glib.h>
 #include <stdbool.h>
 #include <stdint.h>
+
+#define FAULT_EXIT_STATUS 99
 
 typedef enum FaultOp {
     FAULT_OP_READ,

@@ -643,5 +643,137 @@ class TestVariable(FaultCase):
             self.assertEqual((rc, err), (0, ''))
 
 
+class TestCrashAtSyncPoints(FaultCase):
+    """Item 25: the process ends (`exit` action, status 99) at a sync point
+    (before an fdatasync), or before a host write, of a write-and-flush
+    workload.  After it, every write acknowledged before the last flush
+    that completed reads back, the real check finds leaks at most, and
+    our check -r leaks brings it to none."""
+
+    SIZE = 16 * MiB
+    OPTS = 'cluster_size=1024'
+
+    def setUp(self):
+        super().setUp()
+        self.cmds = workload(25, self.SIZE, 8 * MiB, 64 * KiB, 8)
+        img = self.new_image('trace.qcow2', self.SIZE, self.OPTS)
+        self.events, self.closing, _ = self.trace(img, self.cmds, self.SIZE)
+
+    def crash_run(self, spec):
+        img = self.new_image('c.qcow2', self.SIZE, self.OPTS)
+        rc, out, err = self.faulty_io(img, self.cmds, spec)
+        self.assertEqual(rc, 99, 'BP_FAULT=%s: no crash\n%s'
+                         % (spec, err[-2000:]))
+        # What completed: each command's line is printed when it ends (a
+        # flush prints nothing), so a flush completed when a later write
+        # printed; the command after the last line was running.
+        done = len([l for l in out.splitlines()
+                    if l.startswith(('wrote ', 'write failed'))])
+        model = SectorModel(self.SIZE)
+        writes = 0
+        for c in self.cmds:
+            if c[0] == 'write':
+                if writes == done:
+                    model.write(c[1], c[2], c[3], False)    # in progress
+                    break
+                model.write(c[1], c[2], c[3], True)
+                writes += 1
+            elif c[0] == 'flush' and writes < done:
+                model.flushed()
+        with self.subTest(spec=spec):
+            self.assert_consistent(img, spec)
+            self.verify(img, model, spec)
+            self.run_ok([self.ours('qemu-img'), 'check', '-q', '-r',
+                         'leaks', img])
+            rc, text = self.real_check(img)
+            self.assertEqual(rc, 0, '%s, after check -r leaks:\n%s'
+                             % (spec, text))
+
+    def test_each_sync_point(self):
+        flushes = [i for i in range(len(self.events['flush']))
+                   if i not in self.closing['flush']]
+        self.assertGreater(len(flushes), 8)
+        for i in spread(flushes, 16):
+            self.crash_run('flush:exit:after=%d' % i)
+
+    def test_host_writes(self):
+        writes = [i for i in range(len(self.events['write']))
+                  if i not in self.closing['write']]
+        for i in spread(writes, 16):
+            self.crash_run('write:exit:after=%d' % i)
+
+
+class TestFrontEndsUnderFaults(FaultCase):
+    """One host I/O error at any point of a qemu-img command: a clear
+    error and a failure status, never a signal or a silent success."""
+
+    def commands(self):
+        src = self.new_image('src.qcow2', 4 * MiB, 'cluster_size=4096')
+        self.run_ok([self.ours('qemu-io'), '-f', 'qcow2', '-c',
+                     'write -P 3 0 1M', '-c', 'write -P 4 2M 512k', src])
+        qi = self.ours('qemu-img')
+        dst = self.img('dst.qcow2')
+        return [
+            ('create', [qi, 'create', '-q', '-f', 'qcow2', dst, '64M'],
+             None),
+            ('convert', [qi, 'convert', '-O', 'qcow2', src, dst], None),
+            ('bitmap --add', [qi, 'bitmap', '--add', src, 'b0'], src),
+            ('checkpoint --create', [qi, 'checkpoint', '--create', 'c0',
+                                     src], src),
+            ('check', [qi, 'check', '-q', src], None),
+            ('resize', [qi, 'resize', '-q', src, '8M'], src),
+        ]
+
+    def test_single_error_anywhere(self):
+        for name, argv, image in self.commands():
+            saved = None
+            if image:
+                with open(image, 'rb') as f:
+                    saved = f.read()
+            rc, out, err = proc.run(argv, timeout=60,
+                                    env={'BP_FAULT': 'any:log'})
+            self.assertEqual(rc, 0, '%s: %s' % (name, err[-2000:]))
+            ops = [m[0] for m in EVENT_RE.findall(err)]
+            n = len(ops)
+            self.assertGreater(n, 0, name)
+
+            def redundant(i):
+                """A sync with nothing written since the last one (which
+                succeeded: one fault per run), e.g. when closing."""
+                if ops[i] != 'flush':
+                    return False
+                for op in reversed(ops[:i]):
+                    if op != 'read':
+                        return op == 'flush'
+                return False
+            for i in spread(list(range(n)), 24):
+                if image:
+                    with open(image, 'wb') as f:
+                        f.write(saved)
+                for dst in ('dst.qcow2',):
+                    if os.path.exists(self.img(dst)):
+                        os.unlink(self.img(dst))
+                spec = 'any:eio:after=%d' % i
+                rc, out, err = proc.run(argv, timeout=60,
+                                        env={'BP_FAULT': spec})
+                with self.subTest(command=name, spec=spec):
+                    self.assertGreaterEqual(rc, 0, '%s died of signal %d'
+                                            % (name, -rc))
+                    if INJECTED_RE.search(err) and rc == 0 and \
+                            not redundant(i):
+                        # Only a failed read the command could do without
+                        # (a probe) may pass; a write or sync never.
+                        self.assertNotRegex(
+                            err, r'BP_FAULT: (write|flush|alloc|truncate) '
+                            r'#\d+ .*injected', name)
+                    if rc != 0:
+                        msg = [l for l in err.splitlines()
+                               if not l.startswith('BP_FAULT:')]
+                        self.assertTrue(msg, '%s failed silently' % name)
+            if image:
+                with open(image, 'wb') as f:
+                    f.write(saved)
+
+
 if __name__ == '__main__':
     unittest.main()
