@@ -8,7 +8,7 @@ capability; see docs/devel/qmp.md)."""
 
 import unittest
 
-from harness import IotestCase
+from harness import IotestCase, proc
 from harness.qmp import QMPClient, start_qsd
 
 # Messages sent in order on one connection; each gets exactly one reply.
@@ -56,7 +56,7 @@ def shape(reply):
 class TestCrossCheck(IotestCase):
 
     def converse(self, binary):
-        _, socks = start_qsd(self, binary)
+        d, socks = start_qsd(self, binary)
         q = QMPClient(socks[0])
         self.addCleanup(q.close)
         greeting = q.greeting
@@ -67,6 +67,9 @@ class TestCrossCheck(IotestCase):
         q.raw_send(b'{"execute": "quit", "id": "bye"}')
         replies.append(q.recv())
         self.assertTrue(q.eof())
+        # The next conversation reuses the socket path: this daemon must
+        # be gone (and have removed its socket) before the next one binds.
+        proc.wait_for(lambda: not d.running(), what='the daemon to exit')
         return greeting, replies
 
     def test_same_structure(self):
