@@ -276,6 +276,41 @@ class TestTransactions(CheckpointCase):
                          [('c2', None), ('c3', 'c2')])
         self.assert_model(self.q, self.m, self.sock)
 
+    def test_third_action_fails_undoes_two_adds(self):
+        """Robustness item 43: checkpoint adds on two disks, then an
+        invalid third action: both adds are rolled back and the checkpoints
+        and bitmaps of both nodes read back exactly as before."""
+        other = self.create('b.qcow2', SIZE)
+        self.q.cmd_ok('blockdev-add', blockdev(other, 'disk2'))
+        self.add(self.q, 'c1', self.m)
+        self.q.cmd_ok('block-checkpoint-add', {'node': 'disk2',
+                                               'name': 'c1'})
+        self.nbd_write(self.sock, 'w', [(0, 8 * KiB)], self.m)
+
+        def snapshot():
+            nodes = {n['node-name']: n.get('dirty-bitmaps', [])
+                     for n in self.q.cmd_ok('query-named-block-nodes')}
+            return (self.query(self.q), self.query(self.q, 'disk2'),
+                    nodes.get(NODE), nodes.get('disk2'))
+
+        before = snapshot()
+        for third in (self.act('block-dirty-bitmap-add', name='x',
+                               granularity=3),
+                      self.act('block-checkpoint-remove', name='nope'),
+                      self.act('block-checkpoint-add', node='nonode',
+                               name='c2')):
+            with self.subTest(third=third):
+                err = self.qerror(self.q, 'transaction', {'actions': [
+                    self.act('block-checkpoint-add', name='c2'),
+                    self.act('block-checkpoint-add', node='disk2',
+                             name='c2'),
+                    third]})
+                self.assertIn('Action 3', err)
+                self.assertEqual(snapshot(), before)
+        # The surviving chain still records as before.
+        self.nbd_write(self.sock, 'w', [(20 * MiB, 1)], self.m)
+        self.assert_model(self.q, self.m, self.sock)
+
     def test_failed_transaction_keeps_checkpoint(self):
         self.add(self.q, 'c1', self.m)
         self.add(self.q, 'c2', self.m)
