@@ -248,6 +248,13 @@ class TestBadTables(BadInputCase):
         self.assertEqual(rc, 1, err)
         self.assertIn(needle, err)
         self.assertEqual(sha(img), before)
+        # The same through our qemu-io (robustness item 9): the request
+        # fails with EIO, exit status 1, and nothing is written.
+        out, err = self.run_fail([self.ours('qemu-io'), '-r', '-f', 'qcow2',
+                                  '-c', 'read 0 64k', img], rc=1)
+        self.assertIn('read failed: Input/output error', out + err)
+        self.assertIn(needle, err)
+        self.assertEqual(sha(img), before)
         # Read-write: the image gets marked corrupt.
         rc, out, err = self.io(img, [['write' if write else 'read', 0,
                                       64 * KiB, 0x11]], ok=False)
