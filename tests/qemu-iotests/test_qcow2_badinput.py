@@ -8,7 +8,9 @@ specification."""
 
 import os
 import random
+import resource
 import shutil
+import subprocess
 import unittest
 
 from harness import qcow2, requires_real
@@ -108,6 +110,83 @@ class TestHeaderFields(BadInputCase):
                 im.set_header_field('backing_file_size', length)
                 self.assert_open_fails(img, 'Backing file name too long: '
                                        '%d bytes (at most 1023)' % length)
+
+
+class TestHugeTables(BadInputCase):
+    """Robustness item 8: a header or bitmaps extension whose sizes imply
+    a table far beyond our caps (or one lying beyond EOF) is rejected
+    before anything of that size is allocated.  Each open runs with its
+    address space limited (so a huge allocation, even one never touched,
+    cannot succeed and would show as a different error or a signal) and
+    its peak resident size is read from /usr/bin/time afterwards."""
+
+    AS_LIMIT = 256 * MiB        # the crafted sizes imply many GiB
+    RSS_LIMIT_KIB = 64 * 1024   # a plain open needs a few MiB
+
+    def sanitized(self, binary):
+        """ASan reserves terabytes of address space: no AS limit then."""
+        with open(binary, 'rb') as f:
+            return b'__asan_init' in f.read()
+
+    def run_small(self, argv):
+        """(rc, stderr, peak RSS in KiB) of argv under the limits."""
+        stats = self.img('time.out')
+        limit_as = not self.sanitized(argv[0])
+
+        def limits():
+            if limit_as:
+                resource.setrlimit(resource.RLIMIT_AS,
+                                   (self.AS_LIMIT, self.AS_LIMIT))
+        p = subprocess.run(['/usr/bin/time', '-f', '%M', '-o', stats] +
+                           argv, capture_output=True, text=True,
+                           timeout=120, preexec_fn=limits)
+        with open(stats) as f:
+            peak = int(f.read().split()[-1])
+        return p.returncode, p.stderr, peak
+
+    @unittest.skipUnless(os.access('/usr/bin/time', os.X_OK),
+                         'needs /usr/bin/time')
+    def test_huge_sizes_rejected_small(self):
+        base = self.base_image()
+        self.real_run_bitmap_add(base)
+        header_cases = [
+            ('l1_size', 0xffffffff, 'Active L1 table too large'),
+            ('l1_size', 5 * 1024 * 1024, 'Active L1 table too large'),
+            # At the cap but the table lies beyond EOF.
+            ('l1_size', 4 * 1024 * 1024, 'beyond the end of the image'),
+            ('refcount_table_clusters', 0xffffffff,
+             'Reference count table too large'),
+            ('refcount_table_clusters', 0x100000,
+             'Reference count table too large'),
+        ]
+        ext_cases = [
+            ('directory_size', 0xffffffffffff, 'exceeds the maximum'),
+            ('directory_size', 64 * MiB, 'exceeds the maximum'),
+            ('nb_bitmaps', 0xffffffff, 'exceeding the supported maximum'),
+        ]
+        for kind, field, value, needle in (
+                [('header',) + c for c in header_cases] +
+                [('bitmaps',) + c for c in ext_cases]):
+            with self.subTest(field=field, value=value):
+                img = self.variant(base, 'h.qcow2')
+                im = qcow2.Image(img)
+                if kind == 'header':
+                    im.set_header_field(field, value)
+                    want_rc = 1
+                else:
+                    im.set_bitmaps_ext_field(field, value)
+                    want_rc = 0     # bitmaps unusable, image still opens
+                for argv in ([self.ours('qemu-img'), 'info', img],
+                             [self.ours('qemu-io'), '-r', '-f', 'qcow2',
+                              '-c', 'read 0 512', img]):
+                    rc, err, peak = self.run_small(argv)
+                    self.assertEqual(rc, want_rc, err)
+                    if kind == 'header' or argv[1] == 'info':
+                        self.assertIn(needle, err)
+                    self.assertLess(peak, self.RSS_LIMIT_KIB, argv)
+
+    def real_run_bitmap_add(self, img):
+        self.run_ok([self.real('qemu-img'), 'bitmap', '--add', img, 'b0'])
 
 
 class TestExtensions(BadInputCase):
