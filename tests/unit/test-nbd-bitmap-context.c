@@ -152,6 +152,47 @@ static void test_past_bitmap_end(void)
     bdrv_unref(bs);
 }
 
+/*
+ * Robustness item 37: a bitmap that turns inconsistent after the export
+ * started (a failed lazy load, no memory for a recorded write) makes
+ * every later block status request fail with EIO, which the server sends
+ * as an error reply; the extents it had are never handed out.  From
+ * outside this cannot be provoked once the export runs (the export loads
+ * the bitmap first and keeps it busy), hence a test at this level.
+ */
+static void test_inconsistent_after_start(void)
+{
+    g_autoptr(GError) err = NULL;
+    BlockDriverState *bs = open_raw();
+    BdrvDirtyBitmap *bm = bdrv_create_dirty_bitmap(bs, GRAN, "b", &err);
+    NbdBitmapContext *ctx;
+    NbdExtents ex;
+
+    g_assert_no_error(err);
+    bdrv_set_dirty_bitmap(bm, 4 * GRAN, 8 * GRAN);
+    ctx = nbd_bitmap_context_for_bitmap(bs, "b", true, &err);
+    g_assert_no_error(err);
+
+    nbd_extents_init(&ex, DISK, NBD_MAX_EXTENTS);
+    g_assert_cmpint(ctx->ops->extents(ctx->opaque, 0, DISK, &ex), ==, 0);
+    g_assert_cmpuint(ex.count, ==, 3);
+    nbd_extents_clear(&ex);
+
+    bdrv_dirty_bitmap_set_inconsistent(bm);
+    for (uint64_t off = 0; off < DISK; off += DISK / 4) {
+        nbd_extents_init(&ex, GRAN, 1);
+        g_assert_cmpint(ctx->ops->extents(ctx->opaque, off, GRAN, &ex), ==,
+                        -EIO);
+        nbd_extents_clear(&ex);
+    }
+    /* Once that export is gone, a new one is refused outright. */
+    nbd_bitmap_context_free(ctx);
+    g_assert_null(nbd_bitmap_context_for_bitmap(bs, "b", true, &err));
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err->message, "inconsistent"));
+    bdrv_unref(bs);
+}
+
 int main(int argc, char **argv)
 {
     int ret;
@@ -162,6 +203,8 @@ int main(int argc, char **argv)
                     test_random_requests);
     g_test_add_func("/nbd/bitmap-context/past-bitmap-end",
                     test_past_bitmap_end);
+    g_test_add_func("/nbd/bitmap-context/inconsistent-after-start",
+                    test_inconsistent_after_start);
     ret = g_test_run();
     test_scratch_remove(tmpdir);
     return ret;
