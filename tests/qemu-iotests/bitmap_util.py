@@ -70,7 +70,7 @@ class BitmapCase(IotestCase):
         path = self.img(name)
         self.run_ok([self.qimg(which), 'create', '-f', 'qcow2', path,
                      str(size)])
-        return self.checked(path) if check else path
+        return self.checked(path) if check else self.unchecked(path)
 
     def io(self, which, path, *cmds):
         argv = [self.qio(which), '-f', 'qcow2']

@@ -73,7 +73,7 @@ class Qcow2Case(IotestCase):
         path = self.img(name)
         o = 'size=%d' % size + (',' + opts if opts else '')
         self.run_ok([self.tool(), 'create', path, o])
-        return self.checked(path) if check else path
+        return self.checked(path) if check else self.unchecked(path)
 
     def create_real(self, name, size, opts='', check=True):
         path = self.img(name)
@@ -81,7 +81,7 @@ class Qcow2Case(IotestCase):
         if opts:
             argv += ['-o', opts]
         self.run_ok(argv + [path, str(size)])
-        return self.checked(path) if check else path
+        return self.checked(path) if check else self.unchecked(path)
 
     def io(self, path, cmds, opts=None, readonly=False, ok=True):
         """Run ';'-separated qcow2-tool io commands (list of lists)."""

@@ -22,7 +22,7 @@ class Qcow2Base(IotestCase):
         for o in opts:
             argv += ['-o', o]
         self.run_ok(argv + [path, size])
-        return self.checked(path) if check else path
+        return self.checked(path) if check else self.unchecked(path)
 
     def qemu_io(self, path, *cmds):
         argv = [self.real('qemu-io'), '-f', 'qcow2']

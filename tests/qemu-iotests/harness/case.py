@@ -3,18 +3,24 @@
 Gives each test its own scratch directory, image path helpers, binary
 lookup that skips (not fails) when one of our front-ends is not built
 yet, daemons that are always stopped, and a final `qemu-img check` (the
-real one, as an oracle) of every qcow2 image the test registered with
-checked().  Exit code 1 (check could not run) or 2 (corruption) fails the
-test; 0 and 3 (leaks only) pass.
+real one, as an oracle) of every qcow2 image the test leaves behind: each
+file in its scratch directory that starts with the qcow2 magic, plus any
+image registered with checked() (which may live elsewhere or be of
+another format), minus the images opted out with unchecked() (corrupted
+or left inconsistent on purpose) and those the scan finds poked through
+harness/qcow2.py.  Exit code 1 (check could not run) or
+2 (corruption) fails the test; 0 and 3 (leaks only) pass.
 """
 
+import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 import unittest
 
-from . import env, proc
+from . import env, proc, qcow2
 
 
 def requires_ours(*names):
@@ -47,6 +53,7 @@ class IotestCase(unittest.TestCase):
 
     # Per-image exit codes of `qemu-img check` that fail the test.
     CHECK_FAIL_CODES = (1, 2)
+    QCOW2_MAGIC = b'QFI\xfb'
 
     def setUp(self):
         super().setUp()
@@ -57,6 +64,7 @@ class IotestCase(unittest.TestCase):
             return
         self._iot_ready = True
         self._checked_images = []
+        self._unchecked = set()
         self._daemons = []
         short = re.sub(r'[^A-Za-z0-9_]', '_', self._testMethodName)[:24]
         self.scratch = tempfile.mkdtemp(prefix=short + '-', dir=env.SCRATCH)
@@ -85,6 +93,14 @@ class IotestCase(unittest.TestCase):
         returns `path` so it can wrap an img() call."""
         self._ensure_setup()
         self._checked_images.append((path, fmt))
+        return path
+
+    def unchecked(self, path):
+        """Opt `path` out of the end-of-test `qemu-img check` (an image
+        the test corrupts on purpose or expects to be inconsistent; say
+        why in a comment next to the call).  Returns `path`."""
+        self._ensure_setup()
+        self._unchecked.add(os.path.realpath(path))
         return path
 
     # -- binaries ------------------------------------------------------
@@ -160,17 +176,66 @@ class IotestCase(unittest.TestCase):
     # -- end of test ---------------------------------------------------
 
     def check_image(self, path, fmt='qcow2'):
-        """Run the real `qemu-img check`; returns (rc, output)."""
-        rc, out, err = proc.run([proc.real('qemu-img'), 'check', '-f', fmt,
-                                 path], timeout=300)
+        """Run the real `qemu-img check`; returns (rc, output).  A qcow2
+        image is opened without its backing chain: check looks at one
+        image only, and a test may leave a backing file missing on
+        purpose (create -u)."""
+        if fmt == 'qcow2':
+            spec = json.dumps({'driver': 'qcow2', 'backing': None,
+                               'file': {'driver': 'file',
+                                        'filename': os.path.abspath(path)}})
+            argv = ['check', 'json:' + spec]
+        else:
+            argv = ['check', '-f', fmt, path]
+        rc, out, err = proc.run([proc.real('qemu-img')] + argv, timeout=300)
         return rc, (out + err).strip()
+
+    def _scratch_qcow2_images(self):
+        """Every regular file under the scratch dir with the qcow2
+        magic (sockets, fifos and symlinks are left alone)."""
+        found = []
+        for root, dirs, files in os.walk(self.scratch):
+            dirs.sort()
+            for name in sorted(files):
+                p = os.path.join(root, name)
+                try:
+                    if not stat.S_ISREG(os.lstat(p).st_mode):
+                        continue
+                    with open(p, 'rb') as f:
+                        magic = f.read(4)
+                except OSError:
+                    continue
+                if magic == self.QCOW2_MAGIC:
+                    found.append(p)
+        return found
+
+    def _images_to_check(self):
+        """Registered images first, then the scratch scan; each file at
+        most once, opted-out ones never.  The scan also skips files poked
+        with harness/qcow2.py (damaged on purpose); registering such a
+        file with checked() still checks it."""
+        seen = set(self._unchecked)
+        todo = []
+        cands = list(self._checked_images)
+        cands += [(p, 'qcow2') for p in self._scratch_qcow2_images()
+                  if os.path.realpath(p) not in qcow2.TAMPERED]
+        for path, fmt in cands:
+            real = os.path.realpath(path)
+            if real in seen or not os.path.exists(path):
+                continue
+            seen.add(real)
+            todo.append((path, fmt))
+        return todo
 
     def _final_checks(self):
         problems = self._stop_daemons()
-        for path, fmt in self._checked_images:
-            if not os.path.exists(path):
-                continue
+        for path, fmt in self._images_to_check():
             rc, text = self.check_image(path, fmt)
+            log = os.environ.get('BP_CHECK_LOG')
+            if log:
+                # Bookkeeping of what the teardown covered (README.md).
+                with open(log, 'a') as f:
+                    f.write('%s %s %d\n' % (self.id(), path, rc))
             if rc in self.CHECK_FAIL_CODES:
                 problems.append('qemu-img check %s: exit code %d\n%s'
                                 % (os.path.basename(path), rc,

@@ -96,8 +96,14 @@ def read_bytes(path, offset, length):
         return f.read(length)
 
 
+# Real paths of the files poked through write_bytes(): damaged on purpose,
+# so the end-of-test scan of the scratch dir (case.py) leaves them alone.
+TAMPERED = set()
+
+
 def write_bytes(path, offset, data):
     """Overwrite bytes in place (the file is never truncated)."""
+    TAMPERED.add(os.path.realpath(path))
     with open(path, 'r+b') as f:
         f.seek(offset)
         f.write(data)
