@@ -137,6 +137,8 @@ class TestRequests(RobustBase):
             (N.CMD_WRITE_ZEROES, 0, 512, N.CMD_FLAG_DF),
             (N.CMD_BLOCK_STATUS, 0, 512, 0),              # no context
             (N.CMD_TRIM, 0, 512, N.CMD_FLAG_NO_HOLE),
+            (N.CMD_FLUSH, 0, 0, N.CMD_FLAG_NO_HOLE),
+            (N.CMD_CACHE, 0, 512, N.CMD_FLAG_REQ_ONE),
         ]
         for cmd, off, ln, fl in cases:
             c.request(cmd, off, ln, fl)
@@ -144,10 +146,18 @@ class TestRequests(RobustBase):
         c.request(N.CMD_WRITE, 0, 4096, N.CMD_FLAG_NO_HOLE, b'\xee' * 4096)
         self.assertEqual(c.reply().error, N.EINVAL)
         self.assertEqual(c.read(0, 4096), bytes(4096))
+        cases.append((N.CMD_WRITE, 0, 4096, N.CMD_FLAG_NO_HOLE))
+        names = {N.CMD_READ: 'NBD_CMD_READ', N.CMD_WRITE: 'NBD_CMD_WRITE',
+                 N.CMD_FLUSH: 'NBD_CMD_FLUSH', N.CMD_TRIM: 'NBD_CMD_TRIM',
+                 N.CMD_CACHE: 'NBD_CMD_CACHE',
+                 N.CMD_WRITE_ZEROES: 'NBD_CMD_WRITE_ZEROES',
+                 N.CMD_BLOCK_STATUS: 'NBD_CMD_BLOCK_STATUS'}
+        # One log line per refused request, naming the command.
         log = self.daemon.output()
-        for name in ('NBD_CMD_READ', 'NBD_CMD_WRITE_ZEROES',
-                     'NBD_CMD_BLOCK_STATUS', 'unknown command'):
-            self.assertIn(name, log)
+        for cmd, off, ln, fl in cases:
+            self.assertIn('%s (type %d, flags 0x%x, offset %d, length %d)'
+                          % (names.get(cmd, 'unknown command'), cmd, fl,
+                             off, ln), log)
 
     def test_31_df_without_structured_replies(self):
         c = self.client(strict=False, negotiate=False)
@@ -158,7 +168,32 @@ class TestRequests(RobustBase):
         self.assertEqual(r.error, N.EINVAL)
         self.assertEqual(c.read(MiB, 512), b'\x5a' * 512)
 
+    def open_fds(self):
+        return len(os.listdir('/proc/%d/fd' % self.daemon.pid))
+
+    def threads(self):
+        task = '/proc/%d/task' % self.daemon.pid
+        names = []
+        for t in os.listdir(task):
+            try:
+                with open(os.path.join(task, t, 'comm')) as f:
+                    names.append(f.read().strip())
+            except OSError:
+                pass                            # the thread just ended
+        return names
+
+    def wait_connections_gone(self, base_fds):
+        """Every connection torn down: its thread gone and its socket
+        closed (the poller thread, once started, holds two fds)."""
+        def gone():
+            names = self.threads()
+            poller = 2 if 'nbd-poller' in names else 0
+            return 'nbd-client' not in names and \
+                self.open_fds() == base_fds + poller
+        proc.wait_for(gone, what='the connections to be torn down')
+
     def test_33_disconnect_mid_write(self):
+        base = self.open_fds()
         c = self.client(strict=False)
         c.send_raw(self.raw_header(N.CMD_WRITE, MiB, 1 * MiB))
         c.send_raw(b'\x00' * (512 * KiB))       # half the payload
@@ -169,6 +204,11 @@ class TestRequests(RobustBase):
         c = self.client(strict=False)
         c.send_raw(self.raw_header(N.CMD_READ, MiB, 4096)[:11])
         c.close()                               # half a header
+        c = self.client(strict=False)
+        c.write(5 * MiB, b'\x00' * 4096)        # a whole request,
+        c.send_raw(self.raw_header(N.CMD_WRITE, MiB, 4096) + b'\x00' * 100)
+        c.close()                               # then a partial one
+        self.wait_connections_gone(base)        # cleaned up
         self.assert_healthy()                   # old data intact
 
     def test_34_abandoned_reads(self):
