@@ -263,6 +263,18 @@ static InlinePolicy inline_policy(void)
     return policy;
 }
 
+/* Whether @hdr is of a kind that runs inline while inline is fast. */
+static bool inline_kind(const NbdClient *c, const NbdRequestHeader *hdr)
+{
+    if (hdr->type == NBD_CMD_BLOCK_STATUS) {
+        /* Metadata lookups: clients wait for each answer (maps). */
+        return true;
+    }
+    return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
+           hdr->len <= NBD_INLINE_MAX && !(hdr->flags & NBD_CMD_FLAG_FUA) &&
+           !c->exp->writethrough;
+}
+
 static bool run_inline(NbdClient *c, const NbdRequestHeader *hdr)
 {
     InlinePolicy policy = inline_policy();
@@ -276,13 +288,7 @@ static bool run_inline(NbdClient *c, const NbdRequestHeader *hdr)
         }
         return false;
     }
-    if (hdr->type == NBD_CMD_BLOCK_STATUS) {
-        /* Metadata lookups: clients wait for each answer (maps). */
-        return true;
-    }
-    return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
-           hdr->len <= NBD_INLINE_MAX && !(hdr->flags & NBD_CMD_FLAG_FUA) &&
-           !c->exp->writethrough;
+    return inline_kind(c, hdr);
 }
 
 /*
@@ -471,15 +477,8 @@ static bool poller_may_take(NbdClient *c, const NbdRequestHeader *hdr,
     }
     switch (chk->verdict) {
     case NBD_REQ_OK:
-        if (inline_policy() == INLINE_NEVER) {
-            return false;
-        }
-        if (hdr->type == NBD_CMD_BLOCK_STATUS) {
-            return true;
-        }
-        return (hdr->type == NBD_CMD_READ || hdr->type == NBD_CMD_WRITE) &&
-               hdr->len <= NBD_INLINE_MAX &&
-               !(hdr->flags & NBD_CMD_FLAG_FUA) && !c->exp->writethrough;
+        /* (Readers do not park under BP_NBD_INLINE=never.) */
+        return inline_kind(c, hdr);
     case NBD_REQ_ERROR:
     case NBD_REQ_ERROR_DRAIN:
         return true;
