@@ -115,13 +115,8 @@ static int bitmap_change(BitmapArgs *a, const char *bitmap)
             break;
         }
     }
-    /* Store now, so that a failure is reported (close would drop it). */
-    g_clear_error(&err);
-    if (!bdrv_store_persistent_dirty_bitmaps(bs, &err)) {
-        error_report("Could not store the bitmaps of '%s': %s",
-                     a->oa.filename, err->message);
-        ret = IMG_EXIT_FAILURE;
-    } else if (!img_finish_writes(bs, a->oa.filename)) {
+    /* Store and flush now, so that a failure is reported. */
+    if (!img_finish_writes(bs, a->oa.filename)) {
         ret = IMG_EXIT_FAILURE;
     }
     return ret;
