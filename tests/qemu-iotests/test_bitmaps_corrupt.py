@@ -99,6 +99,14 @@ DIRECTORY_CASES = [
 
 class CorruptBase(BitmapCase):
 
+    def repair_leaks(self, path):
+        """Our check -r leaks succeeds, and the real check then finds the
+        image clean."""
+        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
+        self.assertEqual(rc, 0, err)
+        rc, text = self.check_image(path)
+        self.assertEqual(rc, 0, text)
+
     def make(self, name='img.qcow2'):
         """b0 (64k, recording: 0..1M and 5M..+64k dirty) and b1 (128k,
         disabled: 0..1M dirty); data 0x11 at 0..1M, 0x22 at 5M."""
@@ -196,10 +204,7 @@ class TestBadTable(CorruptBase):
         self.assertIn("Bitmap 'b0' table entry 0 " + message, err)
         # The bad bitmap can be removed; what it pointed to may leak.
         self.ours_ok('bitmap', '--remove', path, 'b0')
-        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
-        self.assertEqual(rc, 0, err)
-        rc, text = self.check_image(path)
-        self.assertEqual(rc, 0, text)
+        self.repair_leaks(path)
         self.assertEqual([b['name'] for b in self.info_bitmaps(path)],
                          ['b1'])
 
@@ -245,10 +250,7 @@ class TestAutoclearClear(CorruptBase):
         # Removing one drops the untrusted directory (clusters leak).
         self.ours_ok('bitmap', '--remove', path, 'b0')
         self.assertEqual(self.our_list(path), [])
-        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
-        self.assertEqual(rc, 0, err)
-        rc, text = self.check_image(path)
-        self.assertEqual(rc, 0, text)
+        self.repair_leaks(path)
         self.data_readable(path)
 
 
@@ -341,20 +343,14 @@ class TestAutoclearClearUse(CorruptBase):
         # Leaks only (what the dropped directory used), which -r fixes.
         rc, text = self.check_image(path)
         self.assertIn(rc, (0, 3), text)
-        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
-        self.assertEqual(rc, 0, err)
-        rc, text = self.check_image(path)
-        self.assertEqual(rc, 0, text)
+        self.repair_leaks(path)
         self.assertEqual(self.our_list(path), [])
         self.data_readable(path)
 
     def finish_with_bitmap(self, d, q, path, name):
         q.cmd_ok('quit')
         d.wait(timeout=60)
-        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
-        self.assertEqual(rc, 0, err)
-        rc, text = self.check_image(path)
-        self.assertEqual(rc, 0, text)
+        self.repair_leaks(path)
         self.assertEqual([(b['name'], b['inconsistent'])
                           for b in self.our_list(path)], [(name, False)])
         self.assertEqual([b['name'] for b in self.info_bitmaps(path)],
@@ -436,10 +432,7 @@ class TestAutoclearClearUse(CorruptBase):
             self.ours_ok('checkpoint', '-d', name, path)
         self.assertEqual(self.ckpt_list(path), [])
         self.assertEqual(self.our_list(path), [])
-        rc, _, err = self.ours_rc('check', '-r', 'leaks', path)
-        self.assertEqual(rc, 0, err)
-        rc, text = self.check_image(path)
-        self.assertEqual(rc, 0, text)
+        self.repair_leaks(path)
         self.data_readable(path)
 
 class TestCrashDuringUpdate(CorruptBase):
