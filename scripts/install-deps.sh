@@ -19,6 +19,7 @@ qemu-utils
 qemu-system-common
 libnbd-bin
 python3-libnbd
+time
 "
 
 missing=""
