@@ -326,9 +326,11 @@ class TestPoller(RobustBase):
             for _ in range(400):
                 off = rnd.randrange(len(pattern) // 4096 - 16) * 4096
                 length = rnd.choice([4096, 12 * KiB, 64 * KiB])
-                expect[a.request(N.CMD_READ, 8 * MiB + off, length,
-                                 handle=len(expect) + 1)] = \
-                    pattern[off:off + length]
+                # Recorded before the request goes out: its reply can
+                # arrive, and be read, before request() returns here.
+                handle = len(expect) + 1
+                expect[handle] = pattern[off:off + length]
+                a.request(N.CMD_READ, 8 * MiB + off, length, handle=handle)
         sender = threading.Thread(target=send_reads)
         sender.start()
         self.addCleanup(sender.join)
